@@ -1,0 +1,75 @@
+"""Test-wide setup: private folders for every test, and no leaked threads or child processes."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.leaks import SESSION_PIDS
+
+# Before anything imports Qt.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _children() -> set[int]:
+    """Live child processes of this test process (Linux /proc)."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            text = (task / "children").read_text()
+        except OSError:
+            continue
+        for pid in text.split():
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                pids.add(int(pid))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def private_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Config, data, cache, logs, models and the HF cache all live in tmp_path."""
+    home = tmp_path / "gemma-home"
+    monkeypatch.setenv("GEMMA_DESKTOP_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest):
+    """Fail any test that leaves a Python thread or a child process running."""
+    threads_before = {t.ident for t in threading.enumerate()}
+    children_before = _children()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        extra_threads = [
+            t for t in threading.enumerate()
+            if t.ident not in threads_before and t.is_alive()
+            and not getattr(t, "_leak_ok", False)
+        ]
+        extra_children = _children() - children_before - SESSION_PIDS
+        if not extra_threads and not extra_children:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    names = [t.name for t in extra_threads]
+    pytest.fail(f"test left running: threads {names}, child processes {sorted(extra_children)}")
+
+
+@pytest.fixture(scope="session")
+def model_270m() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF."""
+    from tests.fixtures.models import gemma3_270m_path
+
+    return gemma3_270m_path()
