@@ -1,0 +1,139 @@
+"""render_prompt with a Gemma-4-shaped template, and the plain fallback for base models."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.core.chat.prompt import ChatTemplateError, plain_prompt, render_prompt
+from tests.fixtures.gemma4_template import BOS, EOS, GEMMA4_CHAT_TEMPLATE
+
+
+def render(messages: list[dict], *, thinking: bool, **kw: object) -> str:
+    return render_prompt(
+        GEMMA4_CHAT_TEMPLATE, messages, enable_thinking=thinking, bos_token=BOS, eos_token=EOS, **kw
+    )
+
+
+def test_single_user_turn_thinking_off_prefills_empty_thought() -> None:
+    out = render([{"role": "user", "content": "Hi there"}], thinking=False)
+    assert out == "<bos><|turn>user\nHi there<turn|>\n<|turn>model\n<|channel>thought\n<channel|>"
+
+
+def test_thinking_on_adds_think_system_turn_and_open_generation_prompt() -> None:
+    out = render([{"role": "user", "content": "Hi"}], thinking=True)
+    assert out == "<bos><|turn>system\n<|think|>\n<turn|>\n<|turn>user\nHi<turn|>\n<|turn>model\n"
+
+
+def test_system_prompt_with_and_without_thinking() -> None:
+    messages = [{"role": "system", "content": "  Be brief.  "}, {"role": "user", "content": "Q"}]
+    assert render(messages, thinking=True) == (
+        "<bos><|turn>system\n<|think|>\nBe brief.<turn|>\n<|turn>user\nQ<turn|>\n<|turn>model\n"
+    )
+    assert render(messages, thinking=False) == (
+        "<bos><|turn>system\nBe brief.<turn|>\n<|turn>user\nQ<turn|>\n"
+        "<|turn>model\n<|channel>thought\n<channel|>"
+    )
+
+
+def test_multi_turn_strips_thinking_of_earlier_answers() -> None:
+    messages = [
+        {"role": "user", "content": "One?"},
+        # Thinking given both ways the app might hold it: a separate key and raw channel text.
+        {"role": "assistant", "content": "<|channel>thought\nhidden<channel|>First.", "thinking": "x"},
+        {"role": "user", "content": "Two?"},
+    ]
+    out = render(messages, thinking=True)
+    assert out == (
+        "<bos><|turn>system\n<|think|>\n<turn|>\n"
+        "<|turn>user\nOne?<turn|>\n<|turn>model\nFirst.<turn|>\n"
+        "<|turn>user\nTwo?<turn|>\n<|turn>model\n"
+    )
+    assert "hidden" not in out
+    # The caller's messages are not modified.
+    assert messages[1]["content"].startswith("<|channel>")
+
+
+def test_image_and_audio_parts_become_placeholders() -> None:
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "path": "/tmp/a.png"},
+                {"type": "audio", "path": "/tmp/b.wav"},
+                {"type": "text", "text": "What is this?"},
+            ],
+        }
+    ]
+    out = render(messages, thinking=False)
+    assert out == (
+        "<bos><|turn>user\n<|image|><|audio|>What is this?<turn|>\n"
+        "<|turn>model\n<|channel>thought\n<channel|>"
+    )
+
+
+def test_no_generation_prompt() -> None:
+    out = render([{"role": "user", "content": "Hi"}], thinking=False, add_generation_prompt=False)
+    assert out == "<bos><|turn>user\nHi<turn|>\n"
+
+
+def test_tools_reach_the_template() -> None:
+    tools = [{"type": "function", "function": {"name": "get_time", "description": "Time now"}}]
+    out = render([{"role": "user", "content": "t?"}], thinking=False, tools=tools)
+    assert out.startswith(
+        '<bos><|turn>system\n<|tool>declaration:get_time{description:<|"|>Time now<|"|>}<tool|><turn|>\n'
+    )
+
+
+def test_hf_helpers_are_available() -> None:
+    template = (
+        "{{ bos_token }}{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}"
+        "{{ m | tojson }}{% endfor %}|{{ strftime_now('%Y') }}|{{ eos_token }}"
+    )
+    out = render_prompt(
+        template, [{"role": "user", "content": "é<>"}, {"role": "user", "content": "no"}],
+        enable_thinking=False, bos_token="B", eos_token="E",
+    )
+    assert re.fullmatch(r'B\{"role": "user", "content": "é<>"\}\|\d{4}\|E', out), out
+
+
+def test_trim_and_lstrip_blocks_like_transformers() -> None:
+    template = "{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}"
+    out = render_prompt(
+        template, [{"role": "user", "content": "a"}], enable_thinking=False, bos_token="", eos_token=""
+    )
+    assert out == "[a]\n"
+
+
+def test_raise_exception_becomes_a_plain_error() -> None:
+    with pytest.raises(ChatTemplateError, match="Roles must be user or assistant"):
+        render([{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}], thinking=False)
+
+
+def test_syntax_error_and_sandbox_violations_are_reported() -> None:
+    with pytest.raises(ChatTemplateError):
+        render_prompt("{% for %}", [], enable_thinking=False, bos_token="", eos_token="")
+    with pytest.raises(ChatTemplateError):
+        render_prompt(
+            "{{ messages.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}",
+            [], enable_thinking=False, bos_token="", eos_token="",
+        )
+
+
+def test_plain_prompt_shape() -> None:
+    out = plain_prompt(
+        [
+            {"role": "system", "content": "You are kind."},
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "<|channel>thought\nhmm<channel|>Hi!"},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "And this?"}]},
+        ]
+    )
+    assert out == (
+        "You are kind.\n\nUser: Hello\n\nAssistant: Hi!\n\nUser: [image]\nAnd this?\n\nAssistant:"
+    )
+
+
+def test_plain_prompt_without_system() -> None:
+    assert plain_prompt([{"role": "user", "content": "Hi"}]) == "User: Hi\n\nAssistant:"
