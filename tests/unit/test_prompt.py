@@ -7,12 +7,14 @@ import re
 import pytest
 
 from app.core.chat.prompt import ChatTemplateError, plain_prompt, render_prompt
-from tests.fixtures.gemma4_template import BOS, EOS, GEMMA4_CHAT_TEMPLATE
+from tests.fixtures.gemma4_template import CHAT_TEMPLATE
+
+BOS, EOS = "<bos>", "<eos>"
 
 
 def render(messages: list[dict], *, thinking: bool, **kw: object) -> str:
     return render_prompt(
-        GEMMA4_CHAT_TEMPLATE, messages, enable_thinking=thinking, bos_token=BOS, eos_token=EOS, **kw
+        CHAT_TEMPLATE, messages, enable_thinking=thinking, bos_token=BOS, eos_token=EOS, **kw
     )
 
 
@@ -41,7 +43,11 @@ def test_multi_turn_strips_thinking_of_earlier_answers() -> None:
     messages = [
         {"role": "user", "content": "One?"},
         # Thinking given both ways the app might hold it: a separate key and raw channel text.
-        {"role": "assistant", "content": "<|channel>thought\nhidden<channel|>First.", "thinking": "x"},
+        {
+            "role": "assistant",
+            "content": "<|channel>thought\nhidden<channel|>First.",
+            "thinking": "x",
+        },
         {"role": "user", "content": "Two?"},
     ]
     out = render(messages, thinking=True)
@@ -79,10 +85,26 @@ def test_no_generation_prompt() -> None:
 
 
 def test_tools_reach_the_template() -> None:
-    tools = [{"type": "function", "function": {"name": "get_time", "description": "Time now"}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_time",
+                "description": "Time now",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string", "description": "City"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
     out = render([{"role": "user", "content": "t?"}], thinking=False, tools=tools)
-    assert out.startswith(
-        '<bos><|turn>system\n<|tool>declaration:get_time{description:<|"|>Time now<|"|>}<tool|><turn|>\n'
+    assert out == (
+        '<bos><|turn>system\n<|tool>declaration:get_time{description:<|"|>Time now<|"|>,'
+        'parameters:{properties:{city:{description:<|"|>City<|"|>,type:<|"|>STRING<|"|>}},'
+        'required:[<|"|>city<|"|>],type:<|"|>OBJECT<|"|>}}<tool|><turn|>\n'
+        "<|turn>user\nt?<turn|>\n<|turn>model\n<|channel>thought\n<channel|>"
     )
 
 
@@ -92,8 +114,11 @@ def test_hf_helpers_are_available() -> None:
         "{{ m | tojson }}{% endfor %}|{{ strftime_now('%Y') }}|{{ eos_token }}"
     )
     out = render_prompt(
-        template, [{"role": "user", "content": "é<>"}, {"role": "user", "content": "no"}],
-        enable_thinking=False, bos_token="B", eos_token="E",
+        template,
+        [{"role": "user", "content": "é<>"}, {"role": "user", "content": "no"}],
+        enable_thinking=False,
+        bos_token="B",
+        eos_token="E",
     )
     assert re.fullmatch(r'B\{"role": "user", "content": "é<>"\}\|\d{4}\|E', out), out
 
@@ -101,14 +126,25 @@ def test_hf_helpers_are_available() -> None:
 def test_trim_and_lstrip_blocks_like_transformers() -> None:
     template = "{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}"
     out = render_prompt(
-        template, [{"role": "user", "content": "a"}], enable_thinking=False, bos_token="", eos_token=""
+        template,
+        [{"role": "user", "content": "a"}],
+        enable_thinking=False,
+        bos_token="",
+        eos_token="",
     )
     assert out == "[a]\n"
 
 
 def test_raise_exception_becomes_a_plain_error() -> None:
-    with pytest.raises(ChatTemplateError, match="Roles must be user or assistant"):
-        render([{"role": "user", "content": "a"}, {"role": "tool", "content": "b"}], thinking=False)
+    template = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Roles must alternate') }}{% endif %}"
+    with pytest.raises(ChatTemplateError, match="Roles must alternate"):
+        render_prompt(
+            template,
+            [{"role": "assistant", "content": "a"}],
+            enable_thinking=False,
+            bos_token="",
+            eos_token="",
+        )
 
 
 def test_syntax_error_and_sandbox_violations_are_reported() -> None:
@@ -117,7 +153,10 @@ def test_syntax_error_and_sandbox_violations_are_reported() -> None:
     with pytest.raises(ChatTemplateError):
         render_prompt(
             "{{ messages.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}",
-            [], enable_thinking=False, bos_token="", eos_token="",
+            [],
+            enable_thinking=False,
+            bos_token="",
+            eos_token="",
         )
 
 

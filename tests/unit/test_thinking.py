@@ -24,8 +24,16 @@ SCENARIOS = {
     ),
     "empty-thought": ("<|channel>thought<channel|>Hello", "", "Hello"),
     "empty-thought-newline": ("<|channel>thought\n<channel|>Hi there", "", "Hi there"),
-    "no-thought": ("Plain answer, a < b and <b>bold</b> <|x <chan", "", "Plain answer, a < b and <b>bold</b> <|x <chan"),
-    "unclosed-thought": ("<|channel>thought\nstill thinking about it", "still thinking about it", ""),
+    "no-thought": (
+        "Plain answer, a < b and <b>bold</b> <|x <chan",
+        "",
+        "Plain answer, a < b and <b>bold</b> <|x <chan",
+    ),
+    "unclosed-thought": (
+        "<|channel>thought\nstill thinking about it",
+        "still thinking about it",
+        "",
+    ),
     "text-after-turn-end": ("<|channel>thought\nx<channel|>y<turn|>\n<|turn>user\nmore", "x", "y"),
     "gemma3-end": ("An answer.<end_of_turn>\nignored", "", "An answer."),
     "lookalikes-inside": (
@@ -131,7 +139,10 @@ def test_stream_cut_inside_channel_name_shows_nothing() -> None:
 
 def test_prefilled_thought_starts_in_thinking() -> None:
     splitter = ThinkingSplitter(start_in_thinking=True)
-    assert splitter.feed("pondering<channel|>Answer") == [("thinking", "pondering"), ("answer", "Answer")]
+    assert splitter.feed("pondering<channel|>Answer") == [
+        ("thinking", "pondering"),
+        ("answer", "Answer"),
+    ]
 
 
 def test_other_channel_name_is_shown_as_thinking() -> None:

@@ -61,7 +61,9 @@ def _compile(chat_template: str) -> jinja2.Template:
 
 def _without_thinking(message: Message) -> dict[str, Any]:
     """Copy of an assistant message with its thinking removed (earlier turns send answers only)."""
-    clean = {k: v for k, v in message.items() if k not in ("thinking", "reasoning_content", "reasoning")}
+    clean = {
+        k: v for k, v in message.items() if k not in ("thinking", "reasoning_content", "reasoning")
+    }
     content = clean.get("content")
     if isinstance(content, str):
         clean["content"] = strip_thinking(content)
@@ -90,9 +92,7 @@ def render_prompt(
     messages: {"role": "system"|"user"|"assistant", "content": str | list of parts}, parts
     being {"type": "text", "text": …}, {"type": "image", …} or {"type": "audio", …}.
     """
-    prepared = [
-        _without_thinking(m) if m.get("role") == "assistant" else dict(m) for m in messages
-    ]
+    prepared = [_without_thinking(m) if m.get("role") == "assistant" else dict(m) for m in messages]
     try:
         template = _compile(chat_template)
         return template.render(
