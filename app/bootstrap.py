@@ -1,0 +1,65 @@
+"""The composition root: build settings, stores, services and the window; dispatch CLI modes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import sys
+
+
+def _setup_logging() -> None:
+    from app.core import paths
+
+    handler = logging.handlers.RotatingFileHandler(
+        paths.log_dir() / "gemma-desktop.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point for main.py and the frozen executable."""
+    if argv[:1] == ["--engine-host"]:
+        from app.core.engine.host import run_host
+
+        return run_host()
+    from app.cli import COMMANDS
+
+    if argv and argv[0] in COMMANDS:
+        from app.cli import run_cli
+
+        return run_cli(argv)
+    if "--self-test" in argv:
+        from app.self_test import run_self_test
+
+        return run_self_test(argv)
+    return run_gui(argv)
+
+
+def run_gui(argv: list[str]) -> int:
+    """Open the main window."""
+    parser = argparse.ArgumentParser(prog="gemma-desktop")
+    parser.add_argument("--model", help="open this GGUF model at start")
+    parser.add_argument("--mmproj", help="its projector file (images/audio)")
+    args, qt_args = parser.parse_known_args(argv)
+    _setup_logging()
+
+    from PySide6.QtWidgets import QApplication
+
+    from app import APP_NAME
+    from app.ui.app_window import build_main_window
+
+    app = QApplication([sys.argv[0], *qt_args])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName("Gemma Desktop")
+    window = build_main_window(app, model=args.model, mmproj=args.mmproj)
+    window.show()
+    return int(app.exec())
+
+
+def console_main() -> None:
+    """The `gemma-desktop` console script."""
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,519 @@
+"""The inference engine: llama.cpp through llama-cpp-python's C API, with prompt-prefix reuse.
+
+Runs inside the engine host process. We drive llama.cpp's own C loop (batch, decode, sampler
+chain) instead of `llama_cpp.Llama` so that the hot path is the same as raw llama.cpp, a stop
+flag is honoured between tokens and inside prompt processing, and the KV cache of the shared
+prompt prefix is reused across turns, with SWA checkpoints so sliding-window models reuse it too.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as lc
+
+from app.core.engine import llama_log
+
+GGUF_MAGIC = b"GGUF"
+END_OF_TURN_TEXTS = ("<turn|>", "<end_of_turn>")
+
+
+class EngineError(Exception):
+    """An error the user can act on; `kind` is load | context | input | internal."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass
+class SamplingParams:
+    """Sampler settings for one generation (Gemma's recommended defaults)."""
+
+    temperature: float = 1.0
+    top_p: float = 0.95
+    top_k: int = 64
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    max_tokens: int = 4096
+    seed: int | None = None
+    grammar: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplingParams:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and v is not None}
+        return cls(**known)
+
+
+@dataclass
+class GenerationStats:
+    """What one generation cost; sent to the GUI with the `done` event."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float = 0.0
+    decode_tok_s: float = 0.0
+    n_past: int = 0
+    n_ctx: int = 0
+    stopped: bool = False
+    finish_reason: str = "stop"
+
+
+@dataclass
+class _Checkpoint:
+    n_tokens: int
+    pos_min: int
+    data: bytes
+
+
+@dataclass
+class ModelInfo:
+    """What the GUI shows about a loaded model."""
+
+    path: str
+    name: str
+    arch: str
+    n_ctx: int
+    n_ctx_train: int
+    n_gpu_layers: int
+    n_layers: int
+    size_bytes: int
+    has_template: bool
+    supports_vision: bool = False
+    supports_audio: bool = False
+    load_seconds: float = 0.0
+    memory: dict[str, int] = field(default_factory=dict)
+
+
+def check_gguf_file(path: str) -> None:
+    """Refuse what is clearly not a loadable GGUF before llama.cpp sees it."""
+    p = Path(path)
+    if not p.is_file():
+        raise EngineError("load", f"There is no model file at {path}.")
+    with p.open("rb") as f:
+        magic = f.read(4)
+    if magic != GGUF_MAGIC:
+        raise EngineError(
+            "load",
+            f"{p.name} is not a GGUF model file. Choose a .gguf file (for example "
+            "gemma-4-E4B-it-Q4_K_M.gguf).",
+        )
+
+
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    if not _backend_ready:
+        lc.llama_backend_init()
+        _backend_ready = True
+
+
+def default_threads() -> int:
+    """Physical-ish core count: llama.cpp decodes fastest without SMT siblings."""
+    n = os.cpu_count() or 2
+    return max(1, n // 2) if n >= 8 else n
+
+
+class LlamaEngine:
+    """One loaded model and its context. Not thread-safe except for `stop_event`."""
+
+    def __init__(self) -> None:
+        _init_backend()
+        llama_log.install()
+        self.model: Any = None
+        self.ctx: Any = None
+        self.vocab: Any = None
+        self.info: ModelInfo | None = None
+        self.chat_template: str | None = None
+        self.bos_text = ""
+        self.eos_text = ""
+        self.media: Any = None  # app.core.engine.mtmd.MediaContext when a projector is loaded
+        self.stop_event = threading.Event()
+        self._tokens: list[int] = []  # what the KV cache holds for sequence 0
+        self._checkpoints: list[_Checkpoint] = []
+        self._batch: Any = None
+        self._n_batch = 512
+        self._n_swa = 0
+        # Keep ctypes callbacks alive as long as llama.cpp may call them.
+        self._abort_cb = lc.ggml_abort_callback(lambda _data: self.stop_event.is_set())
+        self._no_abort_cb = lc.ggml_abort_callback()
+
+    # ----- loading -------------------------------------------------------------------------
+
+    def load(
+        self,
+        path: str,
+        *,
+        n_ctx: int = 8192,
+        n_gpu_layers: int = -1,
+        n_threads: int | None = None,
+        mmproj: str | None = None,
+        n_batch: int = 512,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> ModelInfo:
+        """Load a GGUF (and optionally its projector); raises EngineError with a plain message."""
+        self.close()
+        check_gguf_file(path)
+        started = time.perf_counter()
+        threads = n_threads or default_threads()
+
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 999
+        mparams.use_mmap = True
+        if on_progress is not None:
+            def _progress(fraction: float, _data: Any) -> bool:
+                on_progress(float(fraction))
+                return True
+
+            self._progress_cb = lc.llama_progress_callback(_progress)
+            mparams.progress_callback = self._progress_cb
+        llama_log.clear()
+        model = lc.llama_model_load_from_file(path.encode("utf-8"), mparams)
+        if not model:
+            raise EngineError("load", _explain_load_failure(path, llama_log.recent_errors()))
+        self.model = model
+        self.vocab = lc.llama_model_get_vocab(model)
+        n_ctx_train = lc.llama_model_n_ctx_train(model)
+        if n_ctx <= 0:
+            n_ctx = n_ctx_train
+        n_ctx = min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx
+
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.no_perf = True
+        ctx = lc.llama_init_from_model(model, cparams)
+        if not ctx:
+            self.close()
+            raise EngineError(
+                "load",
+                f"Not enough memory to create a {n_ctx:,}-token context for this model. "
+                "Try a smaller context length in Settings.",
+            )
+        self.ctx = ctx
+        self._n_batch = n_batch
+        self._n_swa = lc.llama_model_n_swa(model)
+        self._batch = lc.llama_batch_init(n_batch, 0, 1)
+
+        self.chat_template = self._meta("tokenizer.chat_template")
+        self.bos_text = self._piece(lc.llama_vocab_bos(self.vocab), special=True)
+        self.eos_text = self._piece(lc.llama_vocab_eos(self.vocab), special=True)
+        name = self._meta("general.name") or Path(path).stem
+        info = ModelInfo(
+            path=path,
+            name=name,
+            arch=self._meta("general.architecture") or "unknown",
+            n_ctx=lc.llama_n_ctx(ctx),
+            n_ctx_train=n_ctx_train,
+            n_gpu_layers=min(mparams.n_gpu_layers, lc.llama_model_n_layer(model) + 1),
+            n_layers=lc.llama_model_n_layer(model),
+            size_bytes=lc.llama_model_size(model),
+            has_template=bool(self.chat_template),
+            memory=llama_log.memory_summary(),
+        )
+        if mmproj:
+            self._load_projector(mmproj, threads, n_gpu_layers != 0)
+            info.supports_vision = bool(self.media.supports_vision)
+            info.supports_audio = bool(self.media.supports_audio)
+        info.load_seconds = time.perf_counter() - started
+        self.info = info
+        return info
+
+    def _load_projector(self, mmproj: str, threads: int, use_gpu: bool) -> None:
+        from app.core.engine.mtmd import MediaContext
+
+        check_gguf_file(mmproj)
+        try:
+            self.media = MediaContext(mmproj, self.model, n_threads=threads, use_gpu=use_gpu)
+        except Exception as exc:  # noqa: BLE001 - the projector is optional; say why it failed
+            self.close()
+            raise EngineError(
+                "load",
+                f"The projector {Path(mmproj).name} does not fit this model: {exc}",
+            ) from exc
+
+    def close(self) -> None:
+        """Free the context and model (the host process exiting frees everything anyway)."""
+        if self.media is not None:
+            self.media.close()
+            self.media = None
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            lc.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            lc.llama_model_free(self.model)
+            self.model = None
+        self._tokens = []
+        self._checkpoints = []
+        self.info = None
+
+    # ----- helpers -------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        size = lc.llama_model_meta_val_str(self.model, key.encode(), None, 0)
+        if size < 0:
+            return None
+        buf = ctypes.create_string_buffer(size + 1)
+        lc.llama_model_meta_val_str(self.model, key.encode(), buf, size + 1)
+        return buf.value.decode("utf-8", errors="replace")
+
+    def _piece_bytes(self, token: int, special: bool) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = lc.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = lc.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def _piece(self, token: int, special: bool) -> str:
+        if token < 0:
+            return ""
+        return self._piece_bytes(token, special).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        """Tokenize with special tokens parsed (templates write control tokens as text)."""
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        arr = (lc.llama_token * n_max)()
+        n = lc.llama_tokenize(self.vocab, data, len(data), arr, n_max, add_special, True)
+        if n < 0:
+            arr = (lc.llama_token * -n)()
+            n = lc.llama_tokenize(self.vocab, data, len(data), arr, -n, add_special, True)
+        return list(arr[:n])
+
+    # ----- prompt cache --------------------------------------------------------------------
+
+    def _memory(self) -> Any:
+        return lc.llama_get_memory(self.ctx)
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the cached prefix shared with `tokens`; returns how many tokens need no decoding."""
+        n_common = 0
+        for a, b in zip(self._tokens, tokens, strict=False):
+            if a != b:
+                break
+            n_common += 1
+        n_common = min(n_common, len(tokens) - 1)  # decode at least one token for fresh logits
+        mem = self._memory()
+        if n_common > 0 and self._n_swa > 0:
+            pos_min = lc.llama_memory_seq_pos_min(mem, 0)
+            if pos_min > max(0, n_common - self._n_swa):
+                # The sliding-window layers no longer hold what precedes n_common: restore a checkpoint.
+                n_common = self._restore_checkpoint(n_common)
+        if n_common <= 0 or not lc.llama_memory_seq_rm(mem, 0, n_common, -1):
+            lc.llama_memory_clear(mem, True)
+            self._checkpoints = []
+            n_common = 0
+        self._tokens = self._tokens[:n_common]
+        self._checkpoints = [c for c in self._checkpoints if c.n_tokens <= n_common]
+        return n_common
+
+    def _restore_checkpoint(self, n_common: int) -> int:
+        for cp in reversed(self._checkpoints):
+            if cp.n_tokens <= n_common and (cp.pos_min < max(0, cp.n_tokens - self._n_swa) or cp.pos_min <= 0):
+                buf = (ctypes.c_uint8 * len(cp.data)).from_buffer_copy(cp.data)
+                flags = lc.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
+                if lc.llama_state_seq_set_data_ext(self.ctx, buf, len(cp.data), 0, flags) == 0:
+                    return 0
+                return cp.n_tokens
+        return 0
+
+    def _save_checkpoint(self) -> None:
+        if self._n_swa <= 0 or not self._tokens:
+            return
+        flags = lc.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
+        size = lc.llama_state_seq_get_size_ext(self.ctx, 0, flags)
+        buf = (ctypes.c_uint8 * size)()
+        written = lc.llama_state_seq_get_data_ext(self.ctx, buf, size, 0, flags)
+        pos_min = lc.llama_memory_seq_pos_min(self._memory(), 0)
+        self._checkpoints.append(_Checkpoint(len(self._tokens), pos_min, bytes(buf)[:written]))
+        del self._checkpoints[:-8]  # a few turns back is enough; each is the SWA window only
+
+    def _decode(self, tokens: list[int], *, logits_last: bool) -> None:
+        """Decode tokens at the end of the cache, in n_batch pieces; honours the stop flag."""
+        batch = self._batch
+        # ggml polls the abort callback after every graph node: worth it for long prompts,
+        # measurable overhead for single-token decodes, so it is on only here.
+        lc.llama_set_abort_callback(self.ctx, self._abort_cb, None)
+        try:
+            self._decode_chunks(tokens, logits_last)
+        finally:
+            lc.llama_set_abort_callback(self.ctx, self._no_abort_cb, None)
+
+    def _decode_chunks(self, tokens: list[int], logits_last: bool) -> None:
+        batch = self._batch
+        for start in range(0, len(tokens), self._n_batch):
+            chunk = tokens[start : start + self._n_batch]
+            n_past = len(self._tokens)
+            batch.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                batch.token[i] = tok
+                batch.pos[i] = n_past + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = False
+            last_chunk = start + self._n_batch >= len(tokens)
+            if last_chunk and logits_last:
+                batch.logits[len(chunk) - 1] = True
+            rc = lc.llama_decode(self.ctx, batch)
+            if rc == 2 or self.stop_event.is_set():
+                lc.llama_memory_seq_rm(self._memory(), 0, n_past, -1)
+                raise _Stopped
+            if rc != 0:
+                lc.llama_memory_seq_rm(self._memory(), 0, n_past, -1)
+                raise EngineError("internal", f"llama.cpp could not process the prompt (code {rc}).")
+            self._tokens.extend(chunk)
+
+    # ----- generation ----------------------------------------------------------------------
+
+    def generate_tokens(
+        self,
+        prompt_tokens: list[int],
+        params: SamplingParams,
+        on_piece: Callable[[str], None],
+        *,
+        checkpoint_at: int | None = None,
+    ) -> GenerationStats:
+        """Stream the completion of `prompt_tokens` through on_piece (text, control tokens kept)."""
+        t0 = time.perf_counter()
+        n_ctx = lc.llama_n_ctx(self.ctx)
+        stats = GenerationStats(prompt_tokens=len(prompt_tokens), n_ctx=n_ctx)
+        if len(prompt_tokens) >= n_ctx:
+            raise EngineError(
+                "context",
+                f"The conversation is longer than the model's context ({len(prompt_tokens):,} tokens, "
+                f"context {n_ctx:,}). Start a new chat or raise the context length in Settings.",
+            )
+        self.stop_event.clear()
+        sampler = self._make_sampler(params)
+        try:
+            n_cached = self._reuse_prefix(prompt_tokens)
+            stats.cached_tokens = n_cached
+            rest = prompt_tokens[n_cached:]
+            if checkpoint_at is not None and n_cached < checkpoint_at < len(prompt_tokens):
+                split = checkpoint_at - n_cached
+                self._decode(rest[:split], logits_last=False)
+                self._save_checkpoint()
+                rest = rest[split:]
+            self._decode(rest, logits_last=True)
+            self._generate_loop(sampler, params, on_piece, stats, t0)
+        except _Stopped:
+            stats.stopped = True
+            stats.finish_reason = "stopped"
+        finally:
+            lc.llama_sampler_free(sampler)
+        stats.n_past = len(self._tokens)
+        return stats
+
+    def _generate_loop(
+        self,
+        sampler: Any,
+        params: SamplingParams,
+        on_piece: Callable[[str], None],
+        stats: GenerationStats,
+        t0: float,
+    ) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        n_ctx = stats.n_ctx
+        t_first = t_last = 0.0
+        batch = self._batch
+        idx = -1
+        for n in range(params.max_tokens):
+            if self.stop_event.is_set():
+                raise _Stopped
+            token = lc.llama_sampler_sample(sampler, self.ctx, idx)
+            if lc.llama_vocab_is_eog(self.vocab, token):
+                return
+            raw = self._piece_bytes(token, True)
+            text = decoder.decode(raw)
+            if text in END_OF_TURN_TEXTS:
+                return
+            if text:
+                on_piece(text)
+            t_last = time.perf_counter()
+            if n == 0:
+                t_first = t_last
+                stats.ttft_ms = (t_first - t0) * 1000.0
+            stats.completion_tokens = n + 1
+            if n > 0:
+                stats.decode_tok_s = n / (t_last - t_first) if t_last > t_first else 0.0
+            if len(self._tokens) + 1 >= n_ctx:
+                stats.finish_reason = "context"
+                return
+            batch.n_tokens = 1
+            batch.token[0] = token
+            batch.pos[0] = len(self._tokens)
+            batch.n_seq_id[0] = 1
+            batch.seq_id[0][0] = 0
+            batch.logits[0] = True
+            rc = lc.llama_decode(self.ctx, batch)
+            if rc == 2:
+                raise _Stopped
+            if rc != 0:
+                raise EngineError("internal", f"llama.cpp stopped decoding (code {rc}).")
+            self._tokens.append(token)
+            idx = 0
+        stats.finish_reason = "length"
+
+    def _make_sampler(self, params: SamplingParams) -> Any:
+        chain_params = lc.llama_sampler_chain_default_params()
+        chain = lc.llama_sampler_chain_init(chain_params)
+        add = lambda s: lc.llama_sampler_chain_add(chain, s)  # noqa: E731
+        if params.repeat_penalty and params.repeat_penalty != 1.0:
+            add(lc.llama_sampler_init_penalties(64, params.repeat_penalty, 0.0, 0.0))
+        if params.grammar:
+            grammar = lc.llama_sampler_init_grammar(self.vocab, params.grammar.encode(), b"root")
+            if not grammar:
+                lc.llama_sampler_free(chain)
+                raise EngineError("input", "The grammar could not be parsed.")
+            add(grammar)
+        if params.temperature <= 0.0:
+            add(lc.llama_sampler_init_greedy())
+            return chain
+        if params.top_k > 0:
+            add(lc.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            add(lc.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            add(lc.llama_sampler_init_min_p(params.min_p, 1))
+        add(lc.llama_sampler_init_temp(params.temperature))
+        seed = params.seed if params.seed is not None else lc.LLAMA_DEFAULT_SEED
+        add(lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+
+class _Stopped(Exception):
+    """The user pressed Stop (raised out of decode loops, never leaves the engine)."""
+
+
+def _explain_load_failure(path: str, log_errors: list[str]) -> str:
+    name = Path(path).name
+    joined = " ".join(log_errors)
+    if "unknown model architecture" in joined:
+        arch = joined.split("unknown model architecture:", 1)[-1].strip().strip("'").split("'")[0]
+        return (
+            f"{name} uses the model architecture '{arch}', which this version of llama.cpp cannot run. "
+            "Choose a Gemma 4 GGUF."
+        )
+    if "data is not within the file bounds" in joined or "truncated" in joined or "failed to read" in joined:
+        return f"{name} is incomplete or damaged (the file is shorter than its header says). Download it again."
+    detail = log_errors[-1] if log_errors else "llama.cpp gave no reason"
+    return f"{name} could not be loaded: {detail}"

@@ -1,0 +1,73 @@
+"""Capture llama.cpp's log: forward it to stderr (the host's log) and keep what we need.
+
+The recent error lines explain load failures in plain words; the buffer-size lines tell how much
+memory llama.cpp really allocated (model weights, KV cache, compute buffers).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import deque
+from typing import Any
+
+import llama_cpp as lc
+
+GGML_LOG_LEVEL_ERROR = 4
+GGML_LOG_LEVEL_CONT = 5
+
+_lines: deque[tuple[int, str]] = deque(maxlen=400)
+_partial: list[str] = []
+_callback: Any = None
+_echo = True
+
+_SIZE_RE = re.compile(r"([\w.-]+)\s+(model|KV|compute|output)\s+buffer size\s*=\s*([\d.]+)\s*MiB", re.I)
+
+
+def _on_log(level: int, text: bytes | None, _data: Any) -> None:
+    if not text:
+        return
+    s = text.decode("utf-8", errors="replace")
+    if _echo:
+        sys.stderr.write(s)
+    _partial.append(s)
+    if s.endswith("\n"):
+        line = "".join(_partial).rstrip("\n")
+        _partial.clear()
+        _lines.append((level, line))
+
+
+def install(echo: bool = True) -> None:
+    """Route llama.cpp's (and libmtmd's) log through us; idempotent."""
+    global _callback, _echo
+    _echo = echo
+    if _callback is None:
+        _callback = lc.llama_log_callback(_on_log)
+        lc.llama_log_set(_callback, None)
+
+
+def clear() -> None:
+    """Forget earlier lines (call before an operation whose failure we want to explain)."""
+    _lines.clear()
+
+
+def lines() -> list[str]:
+    """Every captured line since the last clear()."""
+    return [line for _level, line in _lines]
+
+
+def recent_errors() -> list[str]:
+    """Error-level lines (with a few context lines' worth of warnings) since the last clear()."""
+    errs = [line.strip() for level, line in _lines if level == GGML_LOG_LEVEL_ERROR or "error" in line.lower()]
+    return [e for e in errs if e][-5:]
+
+
+def memory_summary() -> dict[str, int]:
+    """Bytes llama.cpp allocated, by kind (model / KV / compute / output), summed over devices."""
+    totals: dict[str, int] = {}
+    for line in lines():
+        m = _SIZE_RE.search(line)
+        if m:
+            kind = m.group(2).lower()
+            totals[kind] = totals.get(kind, 0) + int(float(m.group(3)) * 1024 * 1024)
+    return totals

@@ -1,0 +1,205 @@
+"""Engine speed: the app's full path against raw llama.cpp on the same model, threads and prompt.
+
+    .venv/bin/python benchmarks/engine.py [--model PATH] [--runs 3] [--tokens 128] [--threads N]
+
+Reference: llama.cpp's C API driven directly (llama_decode + a greedy sampler), in this process.
+App: engine host process + pipe + EngineClient (worker QThread) + thinking splitter + 30 ms
+coalescing, measured where the GUI sees it (a Qt signal in the main thread). Runs alternate.
+Also: time to first token at turns 1, 5 and 10 of a growing conversation (prompt-cache reuse),
+and the GUI thread's longest stall while tokens stream (a 5 ms QTimer heartbeat's lateness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+PROMPT = (
+    "Write a detailed explanation of how a bicycle's gears work, covering chainrings, cassettes, "
+    "derailleurs and how a rider should choose a gear when climbing a steep hill. "
+)
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def raw_llama(model_path: str, prompt: str, n_tokens: int, threads: int, n_ctx: int) -> tuple[float, float]:
+    """(ttft_ms, decode tok/s) with llama.cpp's C API and a greedy sampler: the reference."""
+    import llama_cpp as lc
+
+    lc.llama_backend_init()
+    lc.llama_log_set(lc.llama_log_callback(lambda *_: None), None)
+    mp = lc.llama_model_default_params()
+    model = lc.llama_model_load_from_file(model_path.encode(), mp)
+    cp = lc.llama_context_default_params()
+    cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, 512, 512
+    cp.n_threads = cp.n_threads_batch = threads
+    cp.no_perf = True
+    ctx = lc.llama_init_from_model(model, cp)
+    vocab = lc.llama_model_get_vocab(model)
+    data = prompt.encode()
+    arr = (lc.llama_token * (len(data) + 16))()
+    n = lc.llama_tokenize(vocab, data, len(data), arr, len(data) + 16, True, True)
+    sampler = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+    lc.llama_sampler_chain_add(sampler, lc.llama_sampler_init_greedy())
+    buf = ctypes.create_string_buffer(64)
+    t0 = time.perf_counter()
+    batch = lc.llama_batch_get_one(arr, n)
+    assert lc.llama_decode(ctx, batch) == 0
+    tok = lc.llama_sampler_sample(sampler, ctx, -1)
+    lc.llama_token_to_piece(vocab, tok, buf, 64, 0, True)
+    t_first = time.perf_counter()
+    one = (lc.llama_token * 1)()
+    produced = 1
+    for _ in range(n_tokens - 1):
+        one[0] = tok
+        assert lc.llama_decode(ctx, lc.llama_batch_get_one(one, 1)) == 0
+        tok = lc.llama_sampler_sample(sampler, ctx, -1)
+        if lc.llama_vocab_is_eog(vocab, tok):
+            break
+        lc.llama_token_to_piece(vocab, tok, buf, 64, 0, True)
+        produced += 1
+    t_end = time.perf_counter()
+    lc.llama_sampler_free(sampler)
+    lc.llama_free(ctx)
+    lc.llama_model_free(model)
+    return (t_first - t0) * 1000, (produced - 1) / (t_end - t_first)
+
+
+class AppPath:
+    """The app's engine path, observed from the GUI thread."""
+
+    def __init__(self, model_path: str, threads: int, n_ctx: int, template: str | None = None) -> None:
+        from PySide6.QtCore import QCoreApplication, QTimer
+
+        from app.services.engine_client import EngineClient
+
+        self.app = QCoreApplication.instance() or QCoreApplication([])
+        self.client = EngineClient()
+        self.client.load_model(model_path, n_ctx=n_ctx, n_threads=threads, chat_template=template)
+        self._wait(lambda: self.client.model_info is not None, 120)
+        self.max_stall_ms = 0.0
+        self._beat = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        now = time.perf_counter()
+        self.max_stall_ms = max(self.max_stall_ms, (now - self._beat) * 1000 - 5)
+        self._beat = now
+
+    def _wait(self, cond, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            self.app.processEvents()
+            time.sleep(0.0005)
+
+    def run(self, *, prompt: str | None = None, messages=None, n_tokens: int) -> dict:
+        first: list[float] = []
+        finished: list[dict] = []
+
+        def on_delta(_k: str, _t: str) -> None:
+            if not first:
+                first.append(time.perf_counter())
+
+        self.client.sig_delta.connect(on_delta)
+        self.client.sig_finished.connect(finished.append)
+        params = {"temperature": 0.0, "max_tokens": n_tokens}
+        self._beat = time.perf_counter()
+        self.timer.start()
+        t0 = time.perf_counter()
+        if messages is not None:
+            self.client.generate(messages, False, params)
+        else:
+            self.client.generate_raw(prompt or "", params)
+        self._wait(lambda: bool(finished), 300)
+        self.timer.stop()
+        self.client.sig_delta.disconnect(on_delta)
+        self.client.sig_finished.disconnect(finished.append)
+        stats = finished[0]
+        stats["gui_ttft_ms"] = (first[0] - t0) * 1000 if first else float("nan")
+        return stats
+
+    def close(self) -> None:
+        self.client.shutdown()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None, help="GGUF (default: the 270M test model)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--ctx", type=int, default=4096)
+    args = ap.parse_args()
+    if args.model is None:
+        from tests.fixtures.models import gemma3_270m_path
+
+        args.model = str(gemma3_270m_path())
+
+    app = AppPath(args.model, args.threads, args.ctx)
+    raw_ttft, raw_tps, app_ttft, app_tps, stalls = [], [], [], [], []
+    for i in range(args.runs):
+        # A different first word each run so the app's prompt cache cannot help it here.
+        prompt = f"Run {i}. {PROMPT}"
+        t, s = raw_llama(args.model, prompt, args.tokens, args.threads, args.ctx)
+        raw_ttft.append(t)
+        raw_tps.append(s)
+        st = app.run(prompt=prompt, n_tokens=args.tokens)
+        app_ttft.append(st["gui_ttft_ms"])
+        app_tps.append(st["decode_tok_s"] if st["completion_tokens"] > 1 else 0)
+        stalls.append(app.max_stall_ms)
+    app.close()
+
+    # Growing conversation: TTFT at turns 1, 5, 10 with the prompt cache.
+    conv = AppPath(args.model, args.threads, args.ctx, template=GEMMA3_TEMPLATE)
+    messages: list[dict] = []
+    turn_ttft: dict[int, float] = {}
+    for turn in range(1, 11):
+        messages.append({"role": "user", "content": f"Question {turn}: {PROMPT}"})
+        st = conv.run(messages=messages, n_tokens=48)
+        messages.append({"role": "assistant", "content": st["answer"]})
+        turn_ttft[turn] = st["gui_ttft_ms"]
+        stalls.append(conv.max_stall_ms)
+        last_prompt = st["prompt_tokens"]
+    conv.close()
+
+    med = statistics.median
+    ratio = med(app_tps) / med(raw_tps)
+    rows = [
+        ("decode tok/s, raw llama.cpp", f"{med(raw_tps):.1f}", ""),
+        ("decode tok/s, app", f"{med(app_tps):.1f}", ""),
+        ("decode ratio app/raw", f"{ratio:.3f}", ">= 0.97"),
+        ("TTFT raw (ms)", f"{med(raw_ttft):.1f}", ""),
+        ("TTFT app, seen by GUI (ms)", f"{med(app_ttft):.1f}", ""),
+        ("TTFT difference (ms)", f"{med(app_ttft) - med(raw_ttft):+.1f}", "<= 30"),
+        ("TTFT turn 1 (ms)", f"{turn_ttft[1]:.1f}", ""),
+        ("TTFT turn 5 (ms)", f"{turn_ttft[5]:.1f}", ""),
+        (f"TTFT turn 10 (ms, prompt {last_prompt} tokens)", f"{turn_ttft[10]:.1f}", ""),
+        ("TTFT turn 10 / turn 1", f"{turn_ttft[10] / turn_ttft[1]:.2f}", "<= 1.5"),
+        ("longest GUI-thread stall (ms)", f"{max(stalls):.1f}", "<= 50"),
+    ]
+    print(f"\nmodel {Path(args.model).name}, {args.threads} threads, {args.tokens} tokens, {args.runs} runs (medians)")
+    w = max(len(r[0]) for r in rows)
+    print(f"| {'measure'.ljust(w)} | value | target |\n|{'-' * (w + 2)}|-------|--------|")
+    for name, value, target in rows:
+        print(f"| {name.ljust(w)} | {value} | {target} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
