@@ -1,0 +1,326 @@
+"""Glue between the composer, the transcript, the chat session (storage) and the engine client.
+
+Send: ChatSession.send -> client.generate(engine_messages) -> deltas into the view ->
+ChatSession.finish with the stats. Stop keeps the partial answer as "stopped"; an engine crash
+keeps it as "interrupted". The window owns the widgets; this class owns the flow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.ui.chat_view import ChatView
+from app.ui.messages import AssistantMessageWidget
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX_CHARS = 48
+NO_MODEL_MESSAGE = "No model is loaded. Open a GGUF model with File → Open model… (Ctrl+O)."
+GENERATION_PARAMS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "repeat_penalty", "seed")
+
+
+def title_from_text(text: str) -> str:
+    """A conversation title from its first message: first line, at most ~48 characters."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= TITLE_MAX_CHARS:
+        return line or "New chat"
+    cut = line[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
+    return (cut if len(cut) > TITLE_MAX_CHARS // 2 else line[:TITLE_MAX_CHARS]) + "…"
+
+
+@dataclass
+class _Generation:
+    """The answer being written now."""
+
+    conversation_id: Any
+    message_id: Any
+    widget: AssistantMessageWidget | None
+    started_at: float = field(default_factory=time.monotonic)
+    thinking: list[str] = field(default_factory=list)
+    answer: list[str] = field(default_factory=list)
+    thinking_started: float | None = None
+    thinking_ended: float | None = None
+    stop_requested: bool = False
+
+    def thinking_seconds(self) -> float | None:
+        if self.thinking_started is None:
+            return None
+        end = self.thinking_ended if self.thinking_ended is not None else time.monotonic()
+        return round(end - self.thinking_started, 1)
+
+
+class ChatController(QObject):
+    """Runs conversations: open, send, stream, stop, regenerate, and the conversation list."""
+
+    sig_busy_changed = Signal(bool)
+    sig_conversations_changed = Signal(list, object)  # conversations newest first, current id
+    sig_conversation_opened = Signal(object, str)  # id (None for a new chat), title
+    sig_generation_finished = Signal(dict)  # stats
+    sig_error = Signal(str)  # plain words with the action to take
+
+    def __init__(self, settings: Any, store: Any, session: Any, client: Any, view: ChatView,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._settings = settings
+        self._store = store
+        self._session = session
+        self._client = client
+        self._view = view
+        self._conversation_id: Any = None
+        self._gen: _Generation | None = None
+        self._model_name = ""
+        self._search = ""
+        client.sig_delta.connect(self._on_client_delta)
+        client.sig_finished.connect(self._on_client_finished)
+        client.sig_failed.connect(self._on_client_failed)
+        client.sig_engine_crashed.connect(self._on_client_engine_crashed)
+        client.sig_loaded.connect(self._on_client_loaded)
+        view.sig_regenerate_requested.connect(self._on_view_regenerate_requested)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self._gen is not None
+
+    @property
+    def conversation_id(self) -> Any:
+        return self._conversation_id
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    def set_model_name(self, name: str) -> None:
+        self._model_name = name
+
+    # ---- conversations ----------------------------------------------------------------------
+
+    def refresh_conversations(self) -> None:
+        if self._search:
+            seen: dict[Any, Any] = {}
+            for hit in self._store.search(self._search):
+                if hit.conversation_id not in seen:
+                    seen[hit.conversation_id] = _Row(hit.conversation_id, hit.title)
+            rows: list[Any] = list(seen.values())
+        else:
+            rows = list(self._store.list_conversations())
+        self.sig_conversations_changed.emit(rows, self._conversation_id)
+
+    def set_search(self, query: str) -> None:
+        self._search = query.strip()
+        self.refresh_conversations()
+
+    def new_conversation(self) -> None:
+        """An empty chat; it is stored when its first message is sent."""
+        self._detach_live_widget()
+        self._conversation_id = None
+        self._view.clear()
+        self.sig_conversation_opened.emit(None, "New chat")
+        self.refresh_conversations()
+
+    def open_conversation(self, conversation_id: Any) -> None:
+        if conversation_id == self._conversation_id and not self._view.is_empty():
+            return
+        try:
+            conversation = self._store.get_conversation(conversation_id)
+            thread = self._store.thread(conversation_id)
+        except Exception as exc:  # noqa: BLE001 - a vanished row is a message, not a crash
+            log.exception("could not open conversation %s", conversation_id)
+            self.sig_error.emit(str(exc) or "This conversation could not be opened.")
+            return
+        self._detach_live_widget()
+        self._conversation_id = conversation_id
+        gen = self._gen
+        if gen is not None and gen.conversation_id == conversation_id:
+            # Coming back to the chat that is still streaming: show what arrived so far, live.
+            self._view.load_thread([m for m in thread if m.id != gen.message_id])
+            gen.widget = self._view.add_assistant_message(self._model_name, gen.message_id)
+            gen.widget.append_thinking("".join(gen.thinking))
+            if gen.answer:
+                gen.widget.append_answer("".join(gen.answer))
+        else:
+            self._view.load_thread(thread)
+        self.sig_conversation_opened.emit(conversation_id, conversation.title)
+
+    def rename_conversation(self, conversation_id: Any, title: str) -> None:
+        conversation = self._store.rename_conversation(conversation_id, title)
+        if conversation_id == self._conversation_id:
+            self.sig_conversation_opened.emit(conversation_id, conversation.title)
+        self.refresh_conversations()
+
+    def delete_conversation(self, conversation_id: Any) -> None:
+        if self._gen is not None and self._gen.conversation_id == conversation_id:
+            self.stop()
+            self._gen = None  # its answer has nowhere to go any more
+            self.sig_busy_changed.emit(False)
+        self._store.delete_conversation(conversation_id)
+        if conversation_id == self._conversation_id:
+            self.new_conversation()
+        else:
+            self.refresh_conversations()
+
+    # ---- generation -------------------------------------------------------------------------
+
+    def send(self, text: str, attachments: list[Any] | None = None) -> bool:
+        """Store the user's message and start the answer; False (and sig_error) if it cannot."""
+        text = text.strip()
+        if self._gen is not None or (not text and not attachments):
+            return False
+        if not self._model_loaded():
+            self.sig_error.emit(NO_MODEL_MESSAGE)
+            return False
+        if self._conversation_id is None:
+            conversation = self._store.create_conversation(title_from_text(text))
+            self._conversation_id = conversation.id
+            self.sig_conversation_opened.emit(conversation.id, conversation.title)
+        conversation_id = self._conversation_id
+        user_msg, placeholder = self._session.send(conversation_id, text, list(attachments or []),
+                                                   model=self._model_name or None)
+        self._view.add_user_message(user_msg.content, user_msg.id)
+        self._view.update_regenerate_button(False)
+        widget = self._view.add_assistant_message(self._model_name, placeholder.id)
+        self._start(conversation_id, user_msg.id, placeholder.id, widget)
+        self.refresh_conversations()
+        return True
+
+    def regenerate(self, message_id: Any = None) -> bool:
+        """Write a new answer to the last user message (the old answer stays as a branch)."""
+        if self._gen is not None or self._conversation_id is None:
+            return False
+        if not self._model_loaded():
+            self.sig_error.emit(NO_MODEL_MESSAGE)
+            return False
+        last = self._view.last_assistant()
+        if last is None or (message_id is not None and last.message_id != message_id):
+            return False
+        placeholder = self._session.regenerate(self._conversation_id, last.message_id,
+                                               model=self._model_name or None)
+        self._view.remove_message(last)
+        widget = self._view.add_assistant_message(self._model_name, placeholder.id)
+        self._start(self._conversation_id, placeholder.parent_id, placeholder.id, widget)
+        return True
+
+    def stop(self) -> None:
+        """Stop now; the partial answer is kept and marked stopped when the engine confirms."""
+        if self._gen is not None:
+            self._gen.stop_requested = True
+            self._client.stop()
+
+    def set_thinking_enabled(self, enabled: bool) -> None:
+        self._settings.enable_thinking = enabled
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _model_loaded(self) -> bool:
+        info = getattr(self._client, "model_info", None)
+        return info is not None or bool(self._model_name)
+
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for name in GENERATION_PARAMS:
+            value = getattr(self._settings, name, None)
+            if value is not None:
+                params[name] = value
+        return params
+
+    def _system_prompt(self, conversation_id: Any) -> str:
+        override = None
+        try:
+            override = self._store.get_conversation(conversation_id).system_prompt
+        except Exception:  # noqa: BLE001 - no override is the normal case
+            override = None
+        return override if override is not None else (getattr(self._settings, "system_prompt", "") or "")
+
+    def _start(self, conversation_id: Any, leaf_id: Any, message_id: Any,
+               widget: AssistantMessageWidget) -> None:
+        messages = self._session.engine_messages(conversation_id, leaf_id,
+                                                 self._system_prompt(conversation_id))
+        self._gen = _Generation(conversation_id, message_id, widget)
+        enable_thinking = bool(getattr(self._settings, "enable_thinking", False))
+        try:
+            self._client.generate(messages, enable_thinking, self._params())
+        except Exception as exc:  # noqa: BLE001 - e.g. the engine is not running
+            log.exception("generate failed to start")
+            self._finish("error", {}, error=f"Could not start the answer: {exc}. Restart the engine "
+                                            "or open the model again.")
+            return
+        self.sig_busy_changed.emit(True)
+
+    def _detach_live_widget(self) -> None:
+        if self._gen is not None:
+            self._gen.widget = None  # the view is about to be cleared; keep buffering text
+
+    def _finish(self, status: str, stats: dict[str, Any], error: str | None = None) -> None:
+        gen = self._gen
+        if gen is None:
+            return
+        self._gen = None
+        thinking = stats.pop("thinking", None)
+        answer = stats.pop("answer", None)
+        thinking = thinking if isinstance(thinking, str) and thinking else "".join(gen.thinking)
+        answer = answer if isinstance(answer, str) and answer else "".join(gen.answer)
+        if gen.thinking_started is not None and gen.thinking_ended is None:
+            gen.thinking_ended = time.monotonic()
+        seconds = gen.thinking_seconds()
+        try:
+            self._session.finish(gen.message_id, answer.strip(), thinking.strip(), status, stats,
+                                 seconds)
+        except Exception:  # noqa: BLE001 - the conversation may have been deleted meanwhile
+            log.exception("could not store the finished answer")
+        if gen.widget is not None:
+            gen.widget.finish(status, stats, seconds, error)
+            self._view.update_regenerate_button(True)
+        self.sig_busy_changed.emit(False)
+        self.sig_generation_finished.emit(stats)
+        self.refresh_conversations()
+
+    def _on_client_delta(self, kind: str, text: str) -> None:
+        gen = self._gen
+        if gen is None:
+            return
+        now = time.monotonic()
+        if kind == "thinking":
+            if gen.thinking_started is None:
+                gen.thinking_started = now
+            gen.thinking.append(text)
+            if gen.widget is not None:
+                gen.widget.append_thinking(text)
+        else:
+            if gen.thinking_started is not None and gen.thinking_ended is None and text.strip():
+                gen.thinking_ended = now
+            gen.answer.append(text)
+            if gen.widget is not None:
+                gen.widget.append_answer(text)
+
+    def _on_client_finished(self, stats: dict) -> None:
+        stopped = bool(stats.get("stopped")) or (self._gen is not None and self._gen.stop_requested)
+        self._finish("stopped" if stopped else "complete", dict(stats))
+
+    def _on_client_failed(self, message: str) -> None:
+        if self._gen is None:
+            self.sig_error.emit(message)
+            return
+        self._finish("error", {}, error=message)
+
+    def _on_client_engine_crashed(self, _stderr_tail: str) -> None:
+        self._finish("interrupted", {})
+
+    def _on_client_loaded(self, info: dict) -> None:
+        self._model_name = str(info.get("name") or "")
+
+    def _on_view_regenerate_requested(self, message_id: Any) -> None:
+        self.regenerate(message_id)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A search result shown in the conversation list."""
+
+    id: Any
+    title: str

@@ -1,0 +1,299 @@
+"""The main window: sidebar | transcript + composer, a notice banner, menus and the status bar."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import APP_NAME, __version__
+from app.ui import theme
+from app.ui.banner import NoticeBanner
+from app.ui.chat_controller import NO_MODEL_MESSAGE, ChatController
+from app.ui.chat_view import ChatView
+from app.ui.composer import ComposerWidget
+from app.ui.sidebar import SidebarPane
+from app.ui.status_bar import ChatStatusBar
+
+log = logging.getLogger(__name__)
+
+TEXT_SCALES = (0.85, 0.93, 1.0, 1.1, 1.2, 1.35, 1.5)
+
+
+class MainWindow(QMainWindow):
+    """Gemma Desktop's window. Collaborators are built by app.bootstrap and passed in."""
+
+    sig_settings_changed = Signal()  # settings object edited in place; the owner saves it
+    sig_model_open_requested = Signal(str)  # a GGUF path the user picked
+
+    def __init__(self, settings: Any, store: Any, session: Any, client: Any,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._settings = settings
+        self._client = client
+        self._loading_name = ""
+        self._conversation_title = "New chat"
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        self.theme_manager = _theme_manager(app, settings)
+        self.theme_manager.sig_changed.connect(self._on_theme_changed)
+        self.setWindowIcon(theme.app_icon())
+        self.resize(1200, 800)
+        self.setMinimumSize(720, 480)
+
+        self.sidebar = SidebarPane(self)
+        self.chat_view = ChatView(self)
+        self.composer = ComposerWidget(self)
+        self.banner = NoticeBanner(self)
+        self.status = ChatStatusBar(self)
+        self.setStatusBar(self.status)
+
+        pane = QWidget(self)
+        pane.setObjectName("ChatPane")
+        column = QVBoxLayout(pane)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        banner_row = QVBoxLayout()
+        banner_row.setContentsMargins(24, 12, 24, 0)
+        banner_row.addWidget(self.banner)
+        column.addLayout(banner_row)
+        column.addWidget(self.chat_view, 1)
+        column.addWidget(self.composer)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setHandleWidth(1)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(pane)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([270, 930])
+        self.splitter.setCollapsible(1, False)
+        self.setCentralWidget(self.splitter)
+
+        self.controller = ChatController(settings, store, session, client, self.chat_view, self)
+        self._build_menus()
+        self._wire()
+        self.composer.set_thinking(bool(getattr(settings, "enable_thinking", False)))
+        info = getattr(client, "model_info", None)
+        if info:
+            self._on_client_loaded(info)
+        self.controller.refresh_conversations()
+        self.controller.new_conversation()
+        self.composer.focus_input()
+
+    # ---- building ---------------------------------------------------------------------------
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.new_chat_action = file_menu.addAction("New chat", QKeySequence.StandardKey.New)
+        self.new_chat_action.triggered.connect(self.controller.new_conversation)
+        self.open_model_action = file_menu.addAction("Open model…", QKeySequence.StandardKey.Open)
+        self.open_model_action.triggered.connect(self._on_open_model_triggered)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("Quit", QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+
+        view_menu = bar.addMenu("&View")
+        theme_menu = view_menu.addMenu("Theme")
+        group = QActionGroup(self)
+        self.theme_actions: dict[str, QAction] = {}
+        for key, label in (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")):
+            action = theme_menu.addAction(label)
+            action.setCheckable(True)
+            action.setChecked(self.theme_manager.theme == key)
+            action.triggered.connect(lambda _=False, k=key: self.set_theme(k))
+            group.addAction(action)
+            self.theme_actions[key] = action
+        view_menu.addAction("Larger text", QKeySequence.StandardKey.ZoomIn).triggered.connect(
+            lambda: self._step_text_scale(+1))
+        view_menu.addAction("Smaller text", QKeySequence.StandardKey.ZoomOut).triggered.connect(
+            lambda: self._step_text_scale(-1))
+        view_menu.addAction("Actual size", QKeySequence("Ctrl+0")).triggered.connect(
+            lambda: self.set_text_scale(1.0))
+        view_menu.addSeparator()
+        toggle = view_menu.addAction("Show sidebar", QKeySequence("Ctrl+B"))
+        toggle.setCheckable(True)
+        toggle.setChecked(True)
+        toggle.toggled.connect(self.sidebar.setVisible)
+        view_menu.addAction("Search chats", QKeySequence("Ctrl+K")).triggered.connect(
+            self.sidebar.focus_search)
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction("About Gemma Desktop").triggered.connect(self._on_about_triggered)
+
+        stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        stop.activated.connect(self.controller.stop)
+
+    def _wire(self) -> None:
+        c, comp, side = self.controller, self.composer, self.sidebar
+        comp.sig_send_requested.connect(self._on_composer_send_requested)
+        comp.sig_stop_requested.connect(c.stop)
+        comp.sig_thinking_toggled.connect(self._on_composer_thinking_toggled)
+        side.sig_new_requested.connect(c.new_conversation)
+        side.sig_selected.connect(c.open_conversation)
+        side.sig_rename_requested.connect(c.rename_conversation)
+        side.sig_delete_requested.connect(c.delete_conversation)
+        side.sig_search_changed.connect(c.set_search)
+        c.sig_conversations_changed.connect(side.set_conversations)
+        c.sig_conversation_opened.connect(self._on_controller_conversation_opened)
+        c.sig_busy_changed.connect(comp.set_generating)
+        c.sig_generation_finished.connect(self.status.set_stats)
+        c.sig_error.connect(self._on_controller_error)
+        self.banner.sig_action_clicked.connect(self._on_banner_action_clicked)
+        cl = self._client
+        cl.sig_load_progress.connect(self._on_client_load_progress)
+        cl.sig_loaded.connect(self._on_client_loaded)
+        cl.sig_load_failed.connect(self._on_client_load_failed)
+        cl.sig_engine_crashed.connect(self._on_client_engine_crashed)
+
+    # ---- public -----------------------------------------------------------------------------
+
+    def load_model(self, path: str) -> None:
+        """Load a GGUF in the engine (a fresh host); progress and errors show in the window."""
+        self.banner.dismiss()
+        self._loading_name = os.path.basename(path)
+        self.status.set_loading(self._loading_name)
+        self.composer.set_model_name(f"Loading {self._loading_name}…")
+        kwargs: dict[str, Any] = {}
+        for name in ("n_ctx", "n_gpu_layers"):
+            value = getattr(self._settings, name, None)
+            if isinstance(value, int) and value:
+                kwargs[name] = value
+        self._client.load_model(path, **kwargs)
+        if hasattr(self._settings, "model_path"):
+            self._settings.model_path = path
+            self.sig_settings_changed.emit()
+
+    def set_theme(self, name: str) -> None:
+        self.theme_manager.apply(theme=name)
+        if hasattr(self._settings, "theme"):
+            self._settings.theme = name
+            self.sig_settings_changed.emit()
+
+    def set_text_scale(self, scale: float) -> None:
+        self.theme_manager.apply(text_scale=scale)
+        if hasattr(self._settings, "text_scale"):
+            self._settings.text_scale = scale
+            self.sig_settings_changed.emit()
+
+    def show_crash(self, message: str) -> None:
+        """The engine died: say so, keep the conversation, offer a restart."""
+        summary, _, details = message.partition("\n\n")
+        self.banner.show_notice(
+            "The engine stopped unexpectedly",
+            (summary or "The engine stopped.") + " Restart the engine to keep chatting.",
+            "Restart engine", "restart", details)
+        self.status.set_model("Engine stopped")
+        self.composer.set_model_name("Engine stopped")
+
+    # ---- reactions --------------------------------------------------------------------------
+
+    def _step_text_scale(self, step: int) -> None:
+        current = self.theme_manager.text_scale
+        index = min(range(len(TEXT_SCALES)), key=lambda i: abs(TEXT_SCALES[i] - current))
+        self.set_text_scale(TEXT_SCALES[max(0, min(len(TEXT_SCALES) - 1, index + step))])
+
+    def _on_theme_changed(self, _scheme: str) -> None:
+        for widget in self.findChildren(QWidget):
+            refresh = getattr(widget, "refresh_icons", None)
+            if callable(refresh):
+                refresh()
+
+    def _on_composer_send_requested(self, text: str) -> None:
+        if not self.controller.send(text):
+            self.composer.set_text(text)  # nothing is lost when sending was refused
+
+    def _on_composer_thinking_toggled(self, enabled: bool) -> None:
+        self.controller.set_thinking_enabled(enabled)
+        self.sig_settings_changed.emit()
+
+    def _on_controller_conversation_opened(self, conversation_id: Any, title: str) -> None:
+        self._conversation_title = title
+        self.setWindowTitle(f"{APP_NAME} — {title}")
+        self.sidebar.select(conversation_id)
+        self.composer.focus_input()
+
+    def _on_controller_error(self, message: str) -> None:
+        if message == NO_MODEL_MESSAGE:
+            self.banner.show_notice("No model loaded", "Open a Gemma GGUF model to start chatting.",
+                                    "Open model…", "open_model")
+        else:
+            self.banner.show_notice("Something went wrong", message)
+
+    def _on_banner_action_clicked(self, key: str) -> None:
+        if key == "restart":
+            self.banner.dismiss()
+            self._loading_name = self._loading_name or "model"
+            self.status.set_loading(self._loading_name)
+            self._client.restart()
+        elif key == "open_model":
+            self._on_open_model_triggered()
+
+    def _on_open_model_triggered(self) -> None:
+        start = str(getattr(self._settings, "model_path", "") or "")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a GGUF model", os.path.dirname(start), "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.sig_model_open_requested.emit(path)
+            self.load_model(path)
+
+    def _on_client_load_progress(self, fraction: float) -> None:
+        self.status.set_loading(self._loading_name, fraction)
+
+    def _on_client_loaded(self, info: dict) -> None:
+        name = str(info.get("name") or os.path.basename(str(info.get("path", ""))) or "model")
+        self._loading_name = name
+        self.banner.dismiss() if self.banner.action_key in ("restart", "open_model") else None
+        self.controller.set_model_name(name)
+        self.composer.set_model_name(name)
+        self.status.set_model(name, info.get("n_ctx"))
+        notes = []
+        if not info.get("has_template", True):
+            notes.append("No chat template in this model: using a plain-text prompt")
+        self.status.set_message(" · ".join(notes))
+
+    def _on_client_load_failed(self, message: str) -> None:
+        self.status.set_model("No model loaded")
+        self.composer.set_model_name("No model")
+        self.banner.show_notice("Couldn't open this model", message, "Open another model…",
+                                "open_model")
+
+    def _on_client_engine_crashed(self, message: str) -> None:
+        self.show_crash(message)
+
+    def _on_about_triggered(self) -> None:
+        QMessageBox.about(
+            self, f"About {APP_NAME}",
+            f"<h3>{APP_NAME} {__version__}</h3>"
+            "<p>Chat offline with Google's Gemma 4 models on your own computer.</p>"
+            "<p>Inference by llama.cpp (MIT) through llama-cpp-python. Interface by Qt (LGPL v3) "
+            "through PySide6. Gemma 4 models are released under Apache 2.0.</p>")
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.controller.stop()
+        super().closeEvent(event)
+
+
+_MANAGERS: dict[int, theme.ThemeManager] = {}
+
+
+def _theme_manager(app: QApplication, settings: Any) -> theme.ThemeManager:
+    # One per application: several windows (and tests) share it.
+    manager = _MANAGERS.get(id(app))
+    if manager is None:
+        manager = theme.ThemeManager(app, str(getattr(settings, "theme", "system") or "system"),
+                                     float(getattr(settings, "text_scale", 1.0) or 1.0))
+        _MANAGERS[id(app)] = manager
+        manager.apply()
+    return manager
