@@ -113,6 +113,7 @@ class RemoteRangeFile(io.RawIOBase):
         index = first
         while index <= last:
             if index in self._blocks:
+                self._blocks.move_to_end(index)  # needed now: not to be evicted below
                 index += 1
                 continue
             run_end = index
@@ -124,9 +125,9 @@ class RemoteRangeFile(io.RawIOBase):
             for i in range(index, run_end + 1):
                 lo = (i - index) * self.block_size
                 self._blocks[i] = data[lo : lo + self.block_size]
-            while len(self._blocks) > max(self.max_blocks, last - first + 1):
-                self._blocks.popitem(last=False)
             index = run_end + 1
+        while len(self._blocks) > max(self.max_blocks, last - first + 1):
+            self._blocks.popitem(last=False)
 
     def _get(self, start: int, end: int) -> bytes:
         """Bytes [start, end) of the remote file, retried on drops and 5xx."""
