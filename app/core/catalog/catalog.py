@@ -166,7 +166,7 @@ def _read_json(path: Path) -> Any:
 def files_from_listing(listing: Iterable[Any]) -> tuple[tuple[FileEntry, ...], tuple[FileEntry, ...]]:
     """Split a Hub file listing into (model quants, projectors).
 
-    Accepts dicts or objects with `path`/`filename`/`rfilename`, `size` and `sha256` or
+    Accepts dicts or objects with `path`/`name`/`filename`/`rfilename`, `size` and `sha256` or
     `lfs.sha256` (huggingface_hub's RepoFile and the download module's own records).
     """
     models: list[FileEntry] = []
@@ -175,7 +175,7 @@ def files_from_listing(listing: Iterable[Any]) -> tuple[tuple[FileEntry, ...], t
         def get(name: str, obj: Any = item) -> Any:
             return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
-        name = get("path") or get("filename") or get("rfilename") or ""
+        name = get("path") or get("name") or get("filename") or get("rfilename") or ""
         if not str(name).lower().endswith(".gguf"):
             continue
         name = str(name)
@@ -321,13 +321,14 @@ ListRemote = Callable[[str, str], Iterable[Any]]
 def refresh_from_hub(list_remote_files: ListRemote | None = None) -> Catalog:
     """List every repository on the Hub, cache the result, and return the refreshed catalog.
 
-    `list_remote_files(repo_id, revision)` is the download module's listing function; a repo
-    that cannot be listed (offline, gated, gone) keeps its cached or shipped files.
+    `list_remote_files(repo_id, revision)` defaults to the download module's
+    `ModelStore().list_remote_files`; a repo that cannot be listed (offline, gated, gone) keeps
+    its cached or shipped files, and the reasons are kept in the cache under "errors".
     """
     if list_remote_files is None:
-        from app.core.download import list_remote_files as default_lister  # type: ignore[attr-defined]
+        from app.core.download import ModelStore
 
-        list_remote_files = default_lister
+        list_remote_files = ModelStore().list_remote_files
     catalog = load_catalog()
     cache = _read_json(paths.cache_dir() / CACHE_FILE) or {"schema_version": 1, "repos": []}
     cached = {i["repo"]["repo_id"].lower(): i for i in cache.get("repos", []) if "repo" in i}

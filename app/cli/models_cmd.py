@@ -1,0 +1,252 @@
+"""`models list|recommend|download|remove` and `doctor`: the model manager from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+from app.core import paths
+from app.core.catalog import CatalogError, Entry, load_catalog
+from app.core.hardware.planner import (
+    BADGE_TEXT,
+    GIB,
+    Machine,
+    Plan,
+    catalog_candidates,
+    fit,
+    recommend,
+)
+
+
+def _machine(args: argparse.Namespace) -> tuple[Machine, str]:
+    """The real machine, or the hypothetical one the flags describe (missing sizes: real RAM)."""
+    hypothetical = any(v is not None for v in (args.vram_gib, args.ram_gib, args.disk_gib))
+    if hypothetical:
+        from app.core.hardware.devices import ram_bytes
+
+        ram_gib = args.ram_gib if args.ram_gib is not None else ram_bytes()[0] / GIB
+        m = Machine.hypothetical(args.vram_gib or 0.0, ram_gib, args.disk_gib)
+        return m, "hypothetical machine"
+    from app.core.hardware.devices import probe
+
+    report = probe()
+    gpus = report.gpus
+    best = max(gpus, key=lambda d: d.free_bytes) if gpus and report.gpu_offload else None
+    unified = best is not None and best.kind == "igpu" or (best is not None and "Metal" in best.name)
+    m = Machine(
+        gpu_free=best.free_bytes if best else 0, gpu_total=best.total_bytes if best else 0,
+        gpu_name=best.description if best else "", ram_available=report.ram_available,
+        ram_total=report.ram_total, disk_free=report.disk_free, unified=unified,
+    )
+    if report.warning:
+        print(report.warning, file=sys.stderr)
+    return m, report.summary()
+
+
+def _installed_ids(entries: list[Entry]) -> set[str]:
+    from app.core.download import ModelStore
+
+    store = ModelStore()
+    return {e.id for e in entries if store.find(e.repo.repo_id, e.file.filename) is not None}
+
+
+def _plan_dict(plan: Plan) -> dict[str, Any]:
+    c, est = plan.candidate, plan.estimate
+    out: dict[str, Any] = {
+        "model_id": c.model_id if c else None, "variant": c.variant if c else None,
+        "quant": c.quant if c else None, "n_ctx": plan.n_ctx, "gpu_layers": plan.gpu_layers,
+        "n_gpu_layers": plan.n_gpu_layers, "badge": plan.badge, "explanation": plan.explanation,
+        "installed": c.installed if c else False,
+        "download_bytes": c.download_bytes if c else 0,
+        "approximate": c.shape.approximate if c else True,
+        "options": {"flash_attn": plan.options.flash_attn, "swa_full": plan.options.swa_full,
+                    "n_ubatch": plan.options.n_ubatch, "n_batch": plan.options.n_batch},
+    }
+    if est is not None:
+        out["estimate"] = {
+            "gpu_bytes": est.gpu_total, "cpu_bytes": est.cpu_total, "kv_bytes": est.kv,
+            "gpu_weights": est.gpu_weights, "cpu_weights": est.cpu_weights,
+            "gpu_compute": est.gpu_compute, "cpu_compute": est.cpu_compute,
+            "projector": est.projector,
+        }
+    return out
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f} GB"
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    entries = catalog.entries()
+    installed = _installed_ids(entries)
+    machine, summary = _machine(args)
+    cands = {c.model_id: c for c in catalog_candidates(catalog, installed=installed,
+                                                        official_only=False)}
+    best = recommend(cands.values(), machine)
+    rows = []
+    for e in entries:
+        plan = fit(cands[e.id], machine, 8192)
+        need = plan.estimate.total if plan.estimate else 0
+        rows.append({
+            "id": e.id, "variant": e.variant.id, "quant": e.quant, "repo_id": e.repo.repo_id,
+            "filename": e.file.filename, "size": e.file.size,
+            "mmproj": e.mmproj.filename if e.mmproj else None,
+            "inputs": list(e.variant.inputs), "installed": e.id in installed,
+            "memory_bytes_8k": need, "badge": plan.badge,
+            "recommended": best.candidate is not None and best.candidate.model_id == e.id,
+        })
+    if args.json:
+        print(json.dumps({"machine": summary, "models": rows}, indent=1))
+        return 0
+    print(f"Machine: {summary}")
+    for r in rows:
+        mark = "*" if r["recommended"] else " "
+        have = "installed" if r["installed"] else ""
+        print(f"{mark} {r['id']:<18} {r['size'] / GIB:6.1f} GB file  "
+              f"{r['memory_bytes_8k'] / GIB:6.1f} GB at 8k  {BADGE_TEXT[r['badge']]:<17} {have}")
+    print("* recommended")
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    entries = catalog.entries(official_only=True)
+    installed = _installed_ids(entries)
+    machine, summary = _machine(args)
+    plan = recommend(catalog_candidates(catalog, installed=installed), machine)
+    if args.json:
+        data = _plan_dict(plan)
+        data["machine"] = summary
+        if plan.candidate is not None:
+            entry = catalog.entry(plan.candidate.model_id)
+            data["repo_id"] = entry.repo.repo_id
+            data["filename"] = entry.file.filename
+            data["mmproj"] = entry.mmproj.filename if entry.mmproj else None
+        print(json.dumps(data, indent=1))
+    else:
+        print(f"Machine: {summary}")
+        print(plan.explanation)
+        if plan.estimate is not None:
+            print(f"Memory: {_gib(plan.estimate.gpu_total)} GPU, {_gib(plan.estimate.cpu_total)} RAM")
+    return 0 if plan.fits else 1
+
+
+def _progress(label: str) -> Any:
+    def show(p: Any) -> None:
+        pct = 100.0 * p.done / p.total if p.total else 0.0
+        speed = p.bytes_per_s / 1024**2
+        print(f"\r{label}: {pct:5.1f}%  {p.done / GIB:.2f}/{p.total / GIB:.2f} GB  "
+              f"{speed:6.1f} MB/s", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from app.core.download import DownloadError, ModelStore
+
+    entry = load_catalog().entry(args.id)
+    store = ModelStore()
+    files = [entry.file] + ([entry.mmproj] if entry.mmproj and not args.no_mmproj else [])
+    try:
+        for f in files:
+            path = store.download(entry.repo.repo_id, f.filename, entry.repo.revision,
+                                  on_progress=_progress(f.filename))
+            print(file=sys.stderr)
+            print(path)
+    except DownloadError as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    from app.core.download import ModelStore
+
+    catalog = load_catalog()
+    entry = catalog.entry(args.id)
+    store = ModelStore()
+    if store.find(entry.repo.repo_id, entry.file.filename) is None:
+        print(f"{entry.id} is not installed.", file=sys.stderr)
+        return 1
+    store.remove(entry.repo.repo_id, entry.file.filename)
+    # The projector goes too, unless another installed quant of the same repository needs it.
+    others = [e for e in catalog.entries() if e.repo.repo_id == entry.repo.repo_id
+              and e.id != entry.id and store.find(e.repo.repo_id, e.file.filename)]
+    if entry.mmproj and not others:
+        store.remove(entry.repo.repo_id, entry.mmproj.filename)
+    print(f"Removed {entry.id}.")
+    return 0
+
+
+def run_models(argv: list[str]) -> int:
+    """`models list|recommend|download|remove`; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="main.py models", description="Gemma 4 models")
+    sub = parser.add_subparsers(dest="action", required=True)
+    for name in ("list", "recommend"):
+        p = sub.add_parser(name)
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--vram-gib", type=float, default=None, help="hypothetical GPU memory")
+        p.add_argument("--ram-gib", type=float, default=None, help="hypothetical RAM")
+        p.add_argument("--disk-gib", type=float, default=None, help="hypothetical free disk")
+    p = sub.add_parser("download")
+    p.add_argument("id", help="e.g. E4B-Q4_K_M or owner/repo:Q4_K_M")
+    p.add_argument("--no-mmproj", action="store_true", help="skip the image/audio projector")
+    p = sub.add_parser("remove")
+    p.add_argument("id")
+    args = parser.parse_args(argv)
+    handlers = {"list": _cmd_list, "recommend": _cmd_recommend, "download": _cmd_download,
+                "remove": _cmd_remove}
+    try:
+        return handlers[args.action](args)
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run_doctor(argv: list[str]) -> int:
+    """`doctor [--json]`: devices, GPU support of the build, versions, folders."""
+    parser = argparse.ArgumentParser(prog="main.py doctor")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from app.core.hardware.devices import probe
+
+    report = probe()
+    data: dict[str, Any] = report.to_dict()
+    data["summary"] = report.summary()
+    data["versions"] = {
+        "python": platform.python_version(), "llama-cpp-python": _version("llama_cpp_python"),
+        "PySide6": _version("PySide6"), "huggingface_hub": _version("huggingface_hub"),
+    }
+    data["folders"] = {name: str(getattr(paths, f"{name}_dir")()) for name in
+                       ("config", "data", "cache", "log", "models")}
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    print(f"Machine:  {report.summary()}  ({report.platform})")
+    print(f"GPU offload in this llama.cpp build: {'yes' if report.gpu_offload else 'no'}")
+    for d in report.devices:
+        print(f"  [{d.index}] {d.kind:<5} {d.name:<10} {d.description}  "
+              f"{d.free_bytes / GIB:.1f} GB free of {d.total_bytes / GIB:.1f} GB")
+    if report.backend_error:
+        print(f"  {report.backend_error}")
+    if report.detected_gpus:
+        print(f"GPUs the system shows: {', '.join(report.detected_gpus)}")
+    if report.warning:
+        print(f"WARNING: {report.warning}")
+    for k, v in data["versions"].items():
+        print(f"{k:>17}: {v or 'not installed'}")
+    for k, v in data["folders"].items():
+        print(f"{k:>17}: {v}")
+    return 0

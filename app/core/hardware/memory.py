@@ -1,0 +1,252 @@
+"""How much memory llama.cpp will allocate for a model at a context size and GPU layer count.
+
+The figures follow what the llama.cpp vendored in llama-cpp-python 0.3.36 does:
+
+- weights: the repeating layers `il >= n_layer + 1 - n_gpu_layers` and the output layer (when
+  n_gpu_layers >= 1) live on the GPU; the token and per-layer embeddings stay on the CPU. A tied
+  output reuses the embedding on the CPU but is copied to the GPU when the output is offloaded.
+- KV cache: one K and one V tensor per layer that owns its cache (the last `shared_kv_layers`
+  reuse earlier ones), f16, `n_embd_head(il) * n_head_kv(il)` wide. Global layers hold the
+  context (padded to 256); sliding-window layers hold `pad256(min(ctx, n_swa + n_ubatch))`
+  cells unless swa_full. Without flash attention V is transposed and padded to the widest layer.
+- compute buffers: modelled from the worst-case graph llama.cpp reserves (n_ubatch tokens, all
+  outputs) and calibrated against its own log lines (tests/e2e/test_planner_vs_llama*.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.hardware.gguf_info import GGUFInfo
+
+MIB = 1024**2
+F16 = 2
+
+
+def pad(value: int, to: int) -> int:
+    return -(-value // to) * to
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs about a model: per-layer attention geometry and weight bytes."""
+
+    name: str
+    n_layer: int
+    n_embd: int
+    n_vocab: int
+    n_head: tuple[int, ...]
+    n_head_kv: tuple[int, ...]
+    head_k: tuple[int, ...]
+    head_v: tuple[int, ...]
+    swa: tuple[bool, ...]
+    n_swa: int
+    shared_kv_layers: int
+    n_ff_max: int
+    n_embd_per_layer: int
+    n_expert_used: int
+    n_ff_expert: int
+    layer_bytes: tuple[int, ...]
+    input_bytes: int
+    output_bytes: int
+    output_tied_bytes: int
+    projector_bytes: int = 0
+    max_context: int = 0
+    file_bytes: int = 0
+    approximate: bool = False
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(self.layer_bytes) + self.input_bytes + self.output_bytes
+
+    @property
+    def n_layer_kv(self) -> int:
+        return self.n_layer - self.shared_kv_layers
+
+    @classmethod
+    def from_gguf(cls, info: GGUFInfo, projector: GGUFInfo | None = None,
+                  file_bytes: int = 0) -> ModelShape:
+        n_layer = info.block_count
+        swa = tuple(info.swa_layers)
+        kl, vl = info.key_length, info.value_length
+        kls, vls = info.key_length_swa, info.value_length_swa
+        tied = info.tensor_bytes("token_embd.weight") if not any(
+            t.name == "output.weight" for t in info.tensors) else 0
+        exp = info.arch_key("expert_feed_forward_length", 0)
+        return cls(
+            name=info.name or info.architecture,
+            n_layer=n_layer, n_embd=info.embedding_length, n_vocab=info.vocab_size,
+            n_head=tuple(info.head_count), n_head_kv=tuple(info.head_count_kv),
+            head_k=tuple(kls if s else kl for s in swa), head_v=tuple(vls if s else vl for s in swa),
+            swa=swa, n_swa=info.sliding_window, shared_kv_layers=info.shared_kv_layers,
+            n_ff_max=max(info.feed_forward_length or [0]),
+            n_embd_per_layer=info.embedding_length_per_layer,
+            n_expert_used=info.expert_used_count,
+            n_ff_expert=int(max(exp) if isinstance(exp, list) else exp or 0),
+            layer_bytes=tuple(info.layer_bytes()), input_bytes=info.input_bytes,
+            output_bytes=info.output_bytes - tied, output_tied_bytes=tied,
+            projector_bytes=projector.total_tensor_bytes if projector else 0,
+            max_context=info.context_length,
+            file_bytes=file_bytes or info.header_bytes + info.total_tensor_bytes,
+        )
+
+    @classmethod
+    def from_hparams(cls, name: str, hp: dict[str, int | float | bool], quant_bits: float,
+                     file_bytes: int, projector_bytes: int, max_context: int) -> ModelShape:
+        """An approximate shape from catalog hyper-parameters and the file size (before download).
+
+        Embedding and per-layer-embedding bytes are estimated from the quant's bits per weight;
+        the rest of the file is spread evenly over the layers.
+        """
+        n_layer, n_embd, vocab = int(hp["n_layer"]), int(hp["n_embd"]), int(hp["vocab"])
+        every = int(hp.get("global_every", 0))
+        swa = tuple(every > 0 and (il % every) < every - 1 for il in range(n_layer))
+        # Q4_K_M files keep embeddings at Q6_K; other quants at their own width.
+        embd_bits = max(quant_bits, 6.56) if quant_bits < 6 else quant_bits
+        token_embd = int(vocab * n_embd * embd_bits / 8)
+        ple = int(vocab * n_layer * int(hp.get("per_layer_embd", 0)) * embd_bits / 8)
+        rest = max(file_bytes - token_embd - ple - 8 * MIB, 0)
+        hd, hdg = int(hp["head_dim"]), int(hp["head_dim_global"])
+        kv, kvg = int(hp["n_head_kv"]), int(hp["n_head_kv_global"])
+        return cls(
+            name=name, n_layer=n_layer, n_embd=n_embd, n_vocab=vocab,
+            n_head=(int(hp["n_head"]),) * n_layer,
+            n_head_kv=tuple(kv if s else kvg for s in swa),
+            head_k=tuple(hd if s else hdg for s in swa), head_v=tuple(hd if s else hdg for s in swa),
+            swa=swa, n_swa=int(hp.get("sliding_window", 0)),
+            shared_kv_layers=int(hp.get("shared_kv_layers", 0)),
+            n_ff_max=int(hp.get("n_ff", 4 * n_embd)) * (2 if hp.get("shared_kv_layers") else 1),
+            n_embd_per_layer=int(hp.get("per_layer_embd", 0)),
+            n_expert_used=int(hp.get("n_expert_used", 0)),
+            n_ff_expert=int(hp.get("n_ff_expert", 0)),
+            layer_bytes=(rest // n_layer,) * n_layer, input_bytes=token_embd + ple,
+            output_bytes=n_embd * 4, output_tied_bytes=token_embd,
+            projector_bytes=projector_bytes, max_context=max_context, file_bytes=file_bytes,
+            approximate=True,
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """The context parameters the engine must pass for the estimate to hold."""
+
+    n_ubatch: int = 512
+    n_batch: int = 512
+    flash_attn: bool = True
+    swa_full: bool = False
+    offload_kqv: bool = True
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes per place; `gpu_total`/`cpu_total` are what must be free (margins excluded)."""
+
+    n_ctx: int
+    gpu_layers: int  # 0..n_layer+1, llama.cpp's n_gpu_layers (n_layer+1 = everything)
+    gpu_weights: int
+    cpu_weights: int
+    gpu_kv: int
+    cpu_kv: int
+    gpu_compute: int
+    cpu_compute: int
+    output_buffer: int
+    projector: int
+    projector_on_gpu: bool
+
+    @property
+    def kv(self) -> int:
+        return self.gpu_kv + self.cpu_kv
+
+    @property
+    def gpu_total(self) -> int:
+        return (self.gpu_weights + self.gpu_kv + self.gpu_compute
+                + (self.projector if self.projector_on_gpu else 0))
+
+    @property
+    def cpu_total(self) -> int:
+        return (self.cpu_weights + self.cpu_kv + self.cpu_compute + self.output_buffer
+                + (0 if self.projector_on_gpu else self.projector))
+
+    @property
+    def total(self) -> int:
+        return self.gpu_total + self.cpu_total
+
+
+def kv_cells(shape: ModelShape, n_ctx: int, opts: Options) -> tuple[int, int]:
+    """(cells of a global layer, cells of a sliding-window layer) as llama.cpp sizes them."""
+    ctx = pad(max(n_ctx, 1), 256)
+    if shape.n_swa <= 0 or opts.swa_full:
+        return ctx, ctx
+    return ctx, pad(min(ctx, shape.n_swa + opts.n_ubatch), 256)
+
+
+def kv_bytes_per_layer(shape: ModelShape, n_ctx: int, opts: Options) -> list[int]:
+    """K+V bytes of each layer (0 for layers that reuse another layer's cache)."""
+    full, swa_cells = kv_cells(shape, n_ctx, opts)
+    v_max = max((shape.head_v[il] * shape.n_head_kv[il] for il in range(shape.n_layer_kv)),
+                default=0)
+    out = []
+    for il in range(shape.n_layer):
+        if il >= shape.n_layer_kv:
+            out.append(0)
+            continue
+        cells = swa_cells if shape.swa[il] else full
+        k = shape.head_k[il] * shape.n_head_kv[il]
+        v = shape.head_v[il] * shape.n_head_kv[il] if opts.flash_attn else v_max
+        out.append(cells * (k + v) * F16)
+    return out
+
+
+def compute_bytes(shape: ModelShape, n_ctx: int, opts: Options) -> int:
+    """Worst-case graph buffer for one ubatch (calibrated on the CPU backend).
+
+    The biggest pieces: the logits of every token of the ubatch (n_vocab floats each), the
+    attention masks, the per-layer-embedding inputs, and, without flash attention, the KQ
+    matrix of the widest layer (n_head x n_kv floats per token).
+    """
+    nub = min(opts.n_ubatch, pad(n_ctx, 256))
+    full, swa_cells = kv_cells(shape, n_ctx, opts)
+    per_token = shape.n_vocab + 6 * shape.n_embd + 2 * shape.n_ff_max
+    per_token += 2 * shape.n_ff_expert * shape.n_expert_used
+    per_token += shape.n_embd_per_layer * shape.n_layer
+    mask = (full + (swa_cells if shape.n_swa > 0 else 0)) * (F16 if opts.flash_attn else 4)
+    total = nub * per_token * 4 + nub * mask
+    if not opts.flash_attn:
+        widest = max((shape.n_head[il] * (swa_cells if shape.swa[il] else full)
+                      for il in range(shape.n_layer)), default=0)
+        total += 2 * nub * widest * 4
+    return pad(total, MIB)
+
+
+def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | None = None,
+             has_gpu: bool = True) -> Estimate:
+    """Memory llama.cpp allocates for `shape` at `n_ctx` with `gpu_layers` (0..n_layer+1)."""
+    opts = opts or Options()
+    n = shape.n_layer
+    g = max(0, min(gpu_layers, n + 1)) if has_gpu else 0
+    first_gpu = n + 1 - g
+    on_gpu = [il >= first_gpu for il in range(n)]
+    output_gpu = g >= 1
+    gpu_w = sum(b for b, gpu in zip(shape.layer_bytes, on_gpu, strict=True) if gpu)
+    cpu_w = sum(shape.layer_bytes) - gpu_w + shape.input_bytes
+    if output_gpu:
+        gpu_w += shape.output_bytes + shape.output_tied_bytes
+    else:
+        cpu_w += shape.output_bytes  # the tied output is the CPU embedding itself
+    kv = kv_bytes_per_layer(shape, n_ctx, opts)
+    kv_on_gpu = [gpu and opts.offload_kqv for gpu in on_gpu]
+    gpu_kv = sum(b for b, gpu in zip(kv, kv_on_gpu, strict=True) if gpu)
+    cpu_kv = sum(kv) - gpu_kv
+    compute = compute_bytes(shape, n_ctx, opts)
+    if g > 0:
+        # The GPU runs the output layer, so it holds the big graph; the host keeps the inputs.
+        host = opts.n_ubatch * (shape.n_embd * 4 + shape.n_embd_per_layer * n) * 4
+        gpu_c, cpu_c = compute, pad(host, MIB)
+    else:
+        gpu_c, cpu_c = 0, compute
+    output_buffer = pad(shape.n_vocab * 4, MIB)
+    return Estimate(
+        n_ctx=n_ctx, gpu_layers=g, gpu_weights=gpu_w, cpu_weights=cpu_w, gpu_kv=gpu_kv,
+        cpu_kv=cpu_kv, gpu_compute=gpu_c, cpu_compute=cpu_c, output_buffer=output_buffer,
+        projector=shape.projector_bytes, projector_on_gpu=g > 0,
+    )
