@@ -291,7 +291,7 @@ class HistoryStore:
         row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
         if row is None:
             raise HistoryError("This message no longer exists.")
-        return self._message(row)
+        return self._messages([row])[0]
 
     def messages(self, conversation_id: int) -> list[Message]:
         """Every message of a conversation, all branches, in creation order."""
@@ -299,7 +299,7 @@ class HistoryStore:
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),
         )
-        return [self._message(row) for row in rows]
+        return self._messages(rows)
 
     def thread(self, conversation_id: int, leaf_id: int | None = None) -> list[Message]:
         """The branch from the root down to leaf_id (default: the conversation's current leaf)."""
@@ -317,7 +317,7 @@ class HistoryStore:
                 FROM up JOIN messages m ON m.id = up.id ORDER BY up.depth DESC""",
             (leaf_id, conversation_id),
         )
-        return [self._message(row) for row in rows]
+        return self._messages(rows)
 
     def siblings(self, message_id: int) -> list[Message]:
         """Messages with the same parent and role (the ‹ 1/2 › choices), in creation order."""
@@ -327,7 +327,7 @@ class HistoryStore:
             "AND parent_id IS ? ORDER BY id",
             (message.conversation_id, message.role, message.parent_id),
         )
-        return [self._message(row) for row in rows]
+        return self._messages(rows)
 
     def select_branch(self, message_id: int) -> Message:
         """Make the newest leaf under message_id the current leaf; return that leaf.
@@ -406,27 +406,46 @@ class HistoryStore:
         path = Path(stored)
         return path if path.is_absolute() else self.attachments_dir / path
 
-    def _message(self, row: tuple[Any, ...]) -> Message:
-        (mid, conv, parent, role, content, thinking, seconds, status, model, created, stats) = row
-        attachments = tuple(
-            Attachment(cast(AttachmentKind, kind), self._resolve(path), sha, name, mime)
-            for kind, path, sha, name, mime in self._all(
-                "SELECT kind, path, sha256, name, mime FROM attachments WHERE message_id = ? "
-                "ORDER BY position",
-                (mid,),
+    def _messages(self, rows: Sequence[tuple[Any, ...]]) -> list[Message]:
+        """Records for message rows, attachments fetched in one query (long threads stay fast)."""
+        by_message: dict[int, list[Attachment]] = {}
+        ids = [row[0] for row in rows]
+        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            for mid, kind, path, sha, name, mime in self._all(
+                "SELECT message_id, kind, path, sha256, name, mime FROM attachments "
+                f"WHERE message_id IN ({','.join('?' * len(chunk))}) ORDER BY message_id, position",
+                chunk,
+            ):
+                by_message.setdefault(mid, []).append(
+                    Attachment(cast(AttachmentKind, kind), self._resolve(path), sha, name, mime)
+                )
+        return [
+            Message(
+                id=mid,
+                conversation_id=conv,
+                parent_id=parent,
+                role=role,
+                content=content,
+                thinking=thinking,
+                thinking_seconds=seconds,
+                status=status,
+                model=model,
+                created_at=created,
+                stats=json.loads(stats),
+                attachments=tuple(by_message.get(mid, ())),
             )
-        )
-        return Message(
-            id=mid,
-            conversation_id=conv,
-            parent_id=parent,
-            role=role,
-            content=content,
-            thinking=thinking,
-            thinking_seconds=seconds,
-            status=status,
-            model=model,
-            created_at=created,
-            stats=json.loads(stats),
-            attachments=attachments,
-        )
+            for (
+                mid,
+                conv,
+                parent,
+                role,
+                content,
+                thinking,
+                seconds,
+                status,
+                model,
+                created,
+                stats,
+            ) in rows
+        ]
