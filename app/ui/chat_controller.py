@@ -19,18 +19,8 @@ from app.ui.messages import AssistantMessageWidget
 
 log = logging.getLogger(__name__)
 
-TITLE_MAX_CHARS = 48
 NO_MODEL_MESSAGE = "No model is loaded. Open a GGUF model with File → Open model… (Ctrl+O)."
 GENERATION_PARAMS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "repeat_penalty", "seed")
-
-
-def title_from_text(text: str) -> str:
-    """A conversation title from its first message: first line, at most ~48 characters."""
-    line = " ".join(text.strip().split("\n", 1)[0].split())
-    if len(line) <= TITLE_MAX_CHARS:
-        return line or "New chat"
-    cut = line[:TITLE_MAX_CHARS].rsplit(" ", 1)[0]
-    return (cut if len(cut) > TITLE_MAX_CHARS // 2 else line[:TITLE_MAX_CHARS]) + "…"
 
 
 @dataclass
@@ -175,13 +165,15 @@ class ChatController(QObject):
         if not self._model_loaded():
             self.sig_error.emit(NO_MODEL_MESSAGE)
             return False
-        if self._conversation_id is None:
-            conversation = self._store.create_conversation(title_from_text(text))
-            self._conversation_id = conversation.id
-            self.sig_conversation_opened.emit(conversation.id, conversation.title)
+        new = self._conversation_id is None
+        if new:
+            self._conversation_id = self._store.create_conversation().id
         conversation_id = self._conversation_id
         user_msg, placeholder = self._session.send(conversation_id, text, list(attachments or []),
                                                    model=self._model_name or None)
+        if new:  # the session titled it after the first message
+            title = self._store.get_conversation(conversation_id).title
+            self.sig_conversation_opened.emit(conversation_id, title)
         self._view.add_user_message(user_msg.content, user_msg.id)
         self._view.update_regenerate_button(False)
         widget = self._view.add_assistant_message(self._model_name, placeholder.id)
@@ -199,8 +191,7 @@ class ChatController(QObject):
         last = self._view.last_assistant()
         if last is None or (message_id is not None and last.message_id != message_id):
             return False
-        placeholder = self._session.regenerate(self._conversation_id, last.message_id,
-                                               model=self._model_name or None)
+        placeholder = self._session.regenerate(last.message_id, model=self._model_name or None)
         self._view.remove_message(last)
         widget = self._view.add_assistant_message(self._model_name, placeholder.id)
         self._start(self._conversation_id, placeholder.parent_id, placeholder.id, widget)
@@ -229,18 +220,11 @@ class ChatController(QObject):
                 params[name] = value
         return params
 
-    def _system_prompt(self, conversation_id: Any) -> str:
-        override = None
-        try:
-            override = self._store.get_conversation(conversation_id).system_prompt
-        except Exception:  # noqa: BLE001 - no override is the normal case
-            override = None
-        return override if override is not None else (getattr(self._settings, "system_prompt", "") or "")
-
     def _start(self, conversation_id: Any, leaf_id: Any, message_id: Any,
                widget: AssistantMessageWidget) -> None:
-        messages = self._session.engine_messages(conversation_id, leaf_id,
-                                                 self._system_prompt(conversation_id))
+        # The session applies the conversation's own system prompt over the settings' one.
+        messages = self._session.engine_messages(
+            conversation_id, leaf_id, getattr(self._settings, "system_prompt", "") or "")
         self._gen = _Generation(conversation_id, message_id, widget)
         enable_thinking = bool(getattr(self._settings, "enable_thinking", False))
         try:

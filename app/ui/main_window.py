@@ -11,6 +11,7 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QSho
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
+    QHBoxLayout,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -65,8 +66,9 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout(pane)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
-        banner_row = QVBoxLayout()
+        banner_row = QHBoxLayout()
         banner_row.setContentsMargins(24, 12, 24, 0)
+        self.banner.setMaximumWidth(800)
         banner_row.addWidget(self.banner)
         column.addLayout(banner_row)
         column.addWidget(self.chat_view, 1)

@@ -66,6 +66,8 @@ def split_markdown(source: str) -> list[Segment]:
                 break
             body.append(lines[i])
             i += 1
+        if not closed and body and not body[-1].strip():
+            body.pop()  # a streaming block's trailing newline is not a line of code yet
         segments.append(Segment("code", "\n".join(body), lang, closed))
     if any(s.strip() for s in prose):
         segments.append(Segment("text", "\n".join(prose).strip("\n")))

@@ -57,13 +57,18 @@ class UserMessageWidget(QWidget):
         super().__init__(parent)
         self.message_id = message_id
         self._text = text
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.setSpacing(2)
-
-        row = QHBoxLayout()
+        row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(6)
         row.addStretch(1)
+        # Copy sits left of the bubble and shows on hover; its space is kept so nothing moves.
+        self.copy_button = _action_button(self, "copy", "Copy message")
+        self.copy_button.clicked.connect(self._on_copy_clicked)
+        sp = self.copy_button.sizePolicy()
+        sp.setRetainSizeWhenHidden(True)
+        self.copy_button.setSizePolicy(sp)
+        self.copy_button.setVisible(False)
+        row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignBottom)
         self.bubble = QFrame(self)
         self.bubble.setObjectName("UserBubble")
         bubble_layout = QVBoxLayout(self.bubble)
@@ -77,19 +82,6 @@ class UserMessageWidget(QWidget):
         bubble_layout.addWidget(self.label)
         self.bubble.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
         row.addWidget(self.bubble)
-        outer.addLayout(row)
-
-        actions = QHBoxLayout()
-        actions.setContentsMargins(0, 0, 4, 0)
-        actions.addStretch(1)
-        self.copy_button = _action_button(self, "copy", "Copy message")
-        self.copy_button.clicked.connect(self._on_copy_clicked)
-        sp = self.copy_button.sizePolicy()
-        sp.setRetainSizeWhenHidden(True)  # showing it on hover must not move the transcript
-        self.copy_button.setSizePolicy(sp)
-        self.copy_button.setVisible(False)
-        actions.addWidget(self.copy_button)
-        outer.addLayout(actions)
 
     @property
     def text(self) -> str:

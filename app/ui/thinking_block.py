@@ -154,7 +154,7 @@ class ThinkingBlock(QWidget):
     def _label(self) -> str:
         if self._streaming:
             elapsed = time.monotonic() - self._started_at
-            return f"Thinking…  {int(elapsed)} s" if elapsed >= 1 else "Thinking…"
+            return f"Thinking… {int(elapsed)} s" if elapsed >= 1 else "Thinking…"
         if self._seconds is not None:
             return f"Thought for {format_duration(self._seconds)}"
         return "Thoughts"
