@@ -207,10 +207,16 @@ def recommend(candidates: Iterable[Candidate], m: Machine, opts: Options | None 
                        key=lambda c: (_quant_key(c.quant), not c.installed))
         # All on the GPU at any quant beats a better quant split with the CPU.
         for want_full in ((True, False) if m.has_gpu else (False,)):
-            for c in group:
-                plan = _try(c, m, opts, want_full)
-                if plan is not None:
-                    return plan
+            plans = [p for c in group if (p := _try(c, m, opts, want_full)) is not None]
+            if not plans:
+                continue
+            if want_full or not m.has_gpu:
+                return plans[0]  # the best quant that fits
+            # Split with the CPU: the share of layers on the GPU decides the speed, so a smaller
+            # quant that keeps clearly more layers there wins over a better quant.
+            return max(plans, key=lambda p: (round(p.gpu_layers / (p.candidate.shape.n_layer + 1)
+                                                   * 10) if p.candidate else 0,
+                                             -_quant_key(p.candidate.quant if p.candidate else "")))
     # Last resort: the smallest model at a short context, wherever it fits.
     for c in sorted(candidates, key=lambda c: (c.rank, _quant_key(c.quant))):
         g = max_gpu_layers(c.shape, MIN_CONTEXT, m, opts)
