@@ -34,6 +34,7 @@ class ComposerWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._generating = False
+        self._ctrl_enter_sends = False
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 6, 24, 8)
         outer.setSpacing(6)
@@ -128,6 +129,11 @@ class ComposerWidget(QWidget):
         self._generating = generating
         self._update_send_button()
 
+    def set_send_with_ctrl_enter(self, enabled: bool) -> None:
+        """Ctrl+Enter sends and Enter adds a line (for people who write long messages)."""
+        self._ctrl_enter_sends = enabled
+        self.send_button.setToolTip("Send (Ctrl+Enter)" if enabled else "Send (Enter)")
+
     def set_thinking(self, enabled: bool) -> None:
         self.thinking_toggle.setChecked(enabled)
 
@@ -173,7 +179,7 @@ class ComposerWidget(QWidget):
             button.setEnabled(True)
         else:
             button.setIcon(theme.icon("send", "accent_text", 20))
-            button.setToolTip("Send (Enter)")
+            button.setToolTip("Send (Ctrl+Enter)" if self._ctrl_enter_sends else "Send (Enter)")
             button.setAccessibleName("Send")
             button.setEnabled(bool(self.text().strip()))
         # A dynamic property only restyles after the style is re-polished.
@@ -200,8 +206,11 @@ class ComposerWidget(QWidget):
             assert isinstance(event, QKeyEvent)
             key = event.key()
             if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-                if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                mods = event.modifiers()
+                if mods & Qt.KeyboardModifier.ShiftModifier:
                     return False  # Shift+Enter: a new line, as the editor does by itself
+                if self._ctrl_enter_sends and not mods & Qt.KeyboardModifier.ControlModifier:
+                    return False
                 self._send()
                 return True
             if key == Qt.Key.Key_Escape and self._generating:

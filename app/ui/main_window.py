@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self.composer.set_thinking(bool(getattr(settings, "enable_thinking", False)))
+        self.composer.set_send_with_ctrl_enter(bool(getattr(settings, "send_with_ctrl_enter", False)))
         info = getattr(client, "model_info", None)
         if info:
             self._on_client_loaded(info)
