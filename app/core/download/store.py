@@ -83,6 +83,12 @@ class ModelStore:
         part = part.with_name(part.name + ".part")
         return part.stat().st_size if part.is_file() else 0
 
+    def discard_partial(self, repo_id: str, filename: str) -> None:
+        """Forget an interrupted download (Cancel while paused)."""
+        dest = self.path_for(repo_id, filename)
+        dest.with_name(dest.name + ".part").unlink(missing_ok=True)
+        dest.with_name(dest.name + ".part.json").unlink(missing_ok=True)
+
     def list_remote_files(self, repo_id: str, revision: str = "main") -> list[RemoteEntry]:
         """(name, size, sha256) of every file in a Hub repository, for the catalog refresh."""
         return self.hub.list_files(repo_id, revision)
