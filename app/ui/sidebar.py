@@ -203,10 +203,15 @@ class SidebarPane(QWidget):
         # Fires when an in-place edit is committed (and on set-up, which _updating skips).
         if self._updating:
             return
-        title = item.text().strip()
+        conversation_id, title = item.data(ID_ROLE), item.text().strip()
+        # The rename refreshes (clears) this list: do it after the editor has let go of the item.
+        QTimer.singleShot(0, self, lambda: self._emit_rename(conversation_id, title))
+
+    def _emit_rename(self, conversation_id: Any, title: str) -> None:
         if title:
-            item.setToolTip(title)
-            self.sig_rename_requested.emit(item.data(ID_ROLE), title)
+            self.sig_rename_requested.emit(conversation_id, title)
+        else:  # an emptied title is not a rename: show the stored one again
+            self.sig_search_changed.emit(self.search_box.text().strip())
 
     def _on_search_box_text_changed(self, _text: str) -> None:
         self._search_timer.start()
