@@ -282,7 +282,7 @@ class ChatController(QObject):
             if gen.widget is not None:
                 gen.widget.append_answer(text)
 
-    def _on_client_finished(self, stats: dict) -> None:
+    def _on_client_finished(self, stats: dict[str, Any]) -> None:
         stopped = bool(stats.get("stopped")) or (self._gen is not None and self._gen.stop_requested)
         self._finish("stopped" if stopped else "complete", dict(stats))
 
@@ -295,7 +295,7 @@ class ChatController(QObject):
     def _on_client_engine_crashed(self, _stderr_tail: str) -> None:
         self._finish("interrupted", {})
 
-    def _on_client_loaded(self, info: dict) -> None:
+    def _on_client_loaded(self, info: dict[str, Any]) -> None:
         self._model_name = str(info.get("name") or "")
 
     def _on_view_regenerate_requested(self, message_id: Any) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -234,7 +235,7 @@ class ChatView(QWidget):
         column = min(max(self.width() - 60, 300), COLUMN_MAX_WIDTH)
         return max(240, int(column * 0.78))
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         width = self._bubble_width()
         for widget in self._messages:

@@ -137,6 +137,8 @@ class MainWindow(QMainWindow):
 
         stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         stop.activated.connect(self.controller.stop)
+        copy_last = QShortcut(QKeySequence("Ctrl+Shift+C"), self)
+        copy_last.activated.connect(self._on_copy_last_activated)
 
     def _wire(self) -> None:
         c, comp, side = self.controller, self.composer, self.sidebar
@@ -213,6 +215,12 @@ class MainWindow(QMainWindow):
             if callable(refresh):
                 refresh()
 
+    def _on_copy_last_activated(self) -> None:
+        last = self.chat_view.last_assistant()
+        if last is not None and last.markdown:
+            QApplication.clipboard().setText(last.markdown)
+            self.status.set_message("Copied the last answer")
+
     def _on_composer_send_requested(self, text: str) -> None:
         if not self.controller.send(text):
             self.composer.set_text(text)  # nothing is lost when sending was refused
@@ -254,7 +262,7 @@ class MainWindow(QMainWindow):
     def _on_client_load_progress(self, fraction: float) -> None:
         self.status.set_loading(self._loading_name, fraction)
 
-    def _on_client_loaded(self, info: dict) -> None:
+    def _on_client_loaded(self, info: dict[str, Any]) -> None:
         name = str(info.get("name") or os.path.basename(str(info.get("path", ""))) or "model")
         self._loading_name = name
         self.banner.dismiss() if self.banner.action_key in ("restart", "open_model") else None

@@ -11,8 +11,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QTextCursor, QTextOption, QWheelEvent
+from PySide6.QtCore import QSize, QSizeF, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QResizeEvent, QTextCursor, QTextOption, QWheelEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -115,11 +115,11 @@ class TextView(QTextBrowser):
             return
         event.ignore()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         self._fit_height()
 
-    def _on_layout_size_changed(self, _size) -> None:
+    def _on_layout_size_changed(self, _size: QSizeF) -> None:
         self._fit_height()
 
     def _fit_height(self) -> None:

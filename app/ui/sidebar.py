@@ -122,7 +122,8 @@ class SidebarPane(QWidget):
         """Highlight a conversation without asking to open it."""
         self._updating = True
         try:
-            self.list.setCurrentItem(None)  # type: ignore[arg-type]
+            self.list.clearSelection()
+            self.list.setCurrentRow(-1)
             for i in range(self.list.count()):
                 item = self.list.item(i)
                 if item.data(ID_ROLE) == conversation_id:
@@ -144,12 +145,13 @@ class SidebarPane(QWidget):
 
     def confirm_delete(self, title: str) -> bool:
         """Ask before deleting; a dialog the user answers."""
-        answer = QMessageBox.question(
-            self, "Delete conversation",
-            f"Delete “{title}”? Its messages and attachments are removed from this computer.",
-            QMessageBox.StandardButton.Delete | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Delete
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete conversation",
+                          f"Delete “{title}”? Its messages and attachments are removed from "
+                          "this computer.", QMessageBox.StandardButton.Cancel, self)
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is delete
 
     def focus_search(self) -> None:
         self.search_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
@@ -195,7 +197,8 @@ class SidebarPane(QWidget):
         elif chosen is delete:
             self.request_delete(conversation_id)
 
-    def _on_list_current_item_changed(self, current: QListWidgetItem | None, _previous) -> None:
+    def _on_list_current_item_changed(self, current: QListWidgetItem | None,
+                                      _previous: QListWidgetItem | None) -> None:
         if not self._updating and current is not None:
             self.sig_selected.emit(current.data(ID_ROLE))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QLineEdit
 
 from app.core.chat.session import ChatSession
@@ -255,3 +255,58 @@ def test_theme_and_text_scale_switch(qtbot, env) -> None:
     window._step_text_scale(+1)
     assert settings.text_scale == pytest.approx(1.1)
     window.set_text_scale(1.0)
+
+
+def test_switching_away_while_streaming_and_back_shows_the_live_answer(qtbot, env) -> None:
+    window, client, store, _ = env
+    client.loaded()
+    _send(qtbot, window, "Old chat")
+    client.delta("answer", "old answer")
+    client.finish()
+    window.controller.new_conversation()
+    _send(qtbot, window, "Streaming chat")
+    client.delta("thinking", "pondering ")
+    client.delta("answer", "part one, ")
+    streaming_id = window.controller.conversation_id
+    old_id = [c.id for c in store.list_conversations() if c.id != streaming_id][0]
+
+    window.controller.open_conversation(old_id)
+    assert window.chat_view.last_assistant().markdown == "old answer"
+    client.delta("answer", "part two")  # arrives while another chat is on screen
+    assert window.chat_view.last_assistant().markdown == "old answer"
+
+    window.controller.open_conversation(streaming_id)
+    live = window.chat_view.last_assistant()
+    live.flush()
+    assert live.markdown == "part one, part two"
+    assert len(window.chat_view.messages) == 2  # the stored placeholder is not shown twice
+    client.finish()
+    stored = store.thread(streaming_id)[-1]
+    assert stored.content == "part one, part two" and stored.status == "complete"
+    assert live.status == "complete"
+
+
+def test_delete_confirmation_dialog(qtbot, env) -> None:
+    window, client, store, _ = env
+    client.loaded()
+    _send(qtbot, window, "Delete me")
+    client.finish()
+    answers: list[str] = []
+
+    def answer(button_text: str) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox)
+        answers.append(box.text())
+        for button in box.buttons():
+            if button.text() == button_text:
+                button.click()
+
+    QTimer.singleShot(50, lambda: answer("Cancel"))
+    window.sidebar.request_delete(store.list_conversations()[0].id)
+    assert len(store.list_conversations()) == 1
+    QTimer.singleShot(50, lambda: answer("Delete"))
+    window.sidebar.request_delete(store.list_conversations()[0].id)
+    assert store.list_conversations() == []
+    assert answers and "Delete me" in answers[0]
