@@ -164,7 +164,7 @@ class MainWindow(QMainWindow):
 
     # ---- public -----------------------------------------------------------------------------
 
-    def load_model(self, path: str) -> None:
+    def load_model(self, path: str, mmproj: str | None = None) -> None:
         """Load a GGUF in the engine (a fresh host); progress and errors show in the window."""
         self.banner.dismiss()
         self._loading_name = os.path.basename(path)
@@ -175,9 +175,13 @@ class MainWindow(QMainWindow):
             value = getattr(self._settings, name, None)
             if isinstance(value, int) and value:
                 kwargs[name] = value
+        if mmproj:
+            kwargs["mmproj"] = mmproj
         self._client.load_model(path, **kwargs)
         if hasattr(self._settings, "model_path"):
             self._settings.model_path = path
+            if hasattr(self._settings, "mmproj_path"):
+                self._settings.mmproj_path = mmproj
             self.sig_settings_changed.emit()
 
     def set_theme(self, name: str) -> None:

@@ -310,3 +310,23 @@ def test_delete_confirmation_dialog(qtbot, env) -> None:
     window.sidebar.request_delete(store.list_conversations()[0].id)
     assert store.list_conversations() == []
     assert answers and "Delete me" in answers[0]
+
+
+def test_build_main_window_wires_settings_and_history(qtbot) -> None:
+    from app.core.storage.settings import default_path, load_settings
+    from app.ui.app_window import build_main_window
+
+    window = build_main_window(QApplication.instance())
+    qtbot.addWidget(window)
+    try:
+        assert window.windowTitle() == "Gemma Desktop — New chat"
+        start = window.composer.thinking_enabled()
+        qtbot.mouseClick(window.composer.thinking_toggle, Qt.MouseButton.LeftButton)
+        assert default_path().exists()  # saved at once, atomically
+        assert load_settings()[0].enable_thinking is (not start)
+        window.set_theme("dark")
+        assert load_settings()[0].theme == "dark"
+        window.set_theme("system")
+    finally:
+        window.controller._client.shutdown()
+        window.controller._store.close()

@@ -1,0 +1,51 @@
+"""Builds the window and its collaborators for app.bootstrap (the GUI half of the composition root)."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtWidgets import QApplication
+
+from app.core.chat.session import ChatSession
+from app.core.storage.history import HistoryStore, default_db_path
+from app.core.storage.settings import load_settings, save_settings
+from app.services.engine_client import EngineClient
+from app.ui import theme
+from app.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+def build_main_window(app: QApplication, model: str | None = None,
+                      mmproj: str | None = None) -> MainWindow:
+    """Settings, history, engine client and the window, wired; the model (if any) starts loading."""
+    app.setWindowIcon(theme.app_icon())
+    settings, notice = load_settings()
+    store = HistoryStore(default_db_path())
+    interrupted = store.mark_interrupted()  # answers a crash left "streaming"
+    session = ChatSession(store)
+    client = EngineClient()
+    window = MainWindow(settings, store, session, client)
+
+    def save() -> None:
+        try:
+            save_settings(settings)
+        except OSError:
+            log.exception("could not save settings")
+            window.status.set_message("Settings could not be saved — check the config folder.")
+
+    window.sig_settings_changed.connect(save)
+
+    def shut_down() -> None:
+        client.shutdown()
+        store.close()
+
+    app.aboutToQuit.connect(shut_down)
+    messages = [notice] if notice else []
+    if interrupted:
+        messages.append(f"{interrupted} answer(s) cut short last time are marked interrupted.")
+    window.status.set_message(" ".join(messages))
+    path = model or settings.model_path
+    if path:
+        window.load_model(path, mmproj if model else (mmproj or settings.mmproj_path))
+    return window
