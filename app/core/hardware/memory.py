@@ -51,6 +51,9 @@ class ModelShape:
     output_bytes: int
     output_tied_bytes: int
     projector_bytes: int = 0
+    # Bytes of each layer that the CPU backend copies into a repacked (interleaved) buffer on
+    # top of the file mapping: Q4_0, Q4_K and IQ4_NL matmul weights on AVX2/NEON machines.
+    layer_repack: tuple[int, ...] = ()
     max_context: int = 0
     file_bytes: int = 0
     approximate: bool = False
@@ -86,13 +89,15 @@ class ModelShape:
             layer_bytes=tuple(info.layer_bytes()), input_bytes=info.input_bytes,
             output_bytes=info.output_bytes - tied, output_tied_bytes=tied,
             projector_bytes=projector.total_tensor_bytes if projector else 0,
+            layer_repack=tuple(_repack_bytes(info)),
             max_context=info.context_length,
             file_bytes=file_bytes or info.header_bytes + info.total_tensor_bytes,
         )
 
     @classmethod
     def from_hparams(cls, name: str, hp: dict[str, int | float | bool], quant_bits: float,
-                     file_bytes: int, projector_bytes: int, max_context: int) -> ModelShape:
+                     file_bytes: int, projector_bytes: int, max_context: int,
+                     quant: str = "") -> ModelShape:
         """An approximate shape from catalog hyper-parameters and the file size (before download).
 
         Embedding and per-layer-embedding bytes are estimated from the quant's bits per weight;
@@ -120,10 +125,27 @@ class ModelShape:
             n_expert_used=int(hp.get("n_expert_used", 0)),
             n_ff_expert=int(hp.get("n_ff_expert", 0)),
             layer_bytes=(rest // n_layer,) * n_layer, input_bytes=token_embd + ple,
+            layer_repack=(int(rest // n_layer * _REPACK_SHARE.get(quant, 0.0)),) * n_layer,
             output_bytes=n_embd * 4, output_tied_bytes=token_embd,
             projector_bytes=projector_bytes, max_context=max_context, file_bytes=file_bytes,
             approximate=True,
         )
+
+
+_REPACKED_TYPES = {2, 12, 20}  # Q4_0, Q4_K, IQ4_NL (ggml-cpu/repack.cpp)
+# Share of layer bytes held by repacked types, by quant, before a header is read.
+_REPACK_SHARE = {"Q4_0": 1.0, "IQ4_NL": 1.0, "Q4_K_M": 0.6, "Q4_K_S": 0.9, "Q4_K_XL": 0.6,
+                 "UD-Q4_K_XL": 0.6, "Q3_K_M": 0.3, "Q5_K_M": 0.0}
+
+
+def _repack_bytes(info: GGUFInfo) -> list[int]:
+    out = [0] * info.block_count
+    for t in info.tensors:
+        il = t.layer
+        if (il is not None and 0 <= il < len(out) and t.ggml_type in _REPACKED_TYPES
+                and len(t.shape) >= 2 and t.shape[1] % 8 == 0):
+            out[il] += t.nbytes
+    return out
 
 
 @dataclass(frozen=True)
@@ -198,24 +220,28 @@ def kv_bytes_per_layer(shape: ModelShape, n_ctx: int, opts: Options) -> list[int
 
 
 def compute_bytes(shape: ModelShape, n_ctx: int, opts: Options) -> int:
-    """Worst-case graph buffer for one ubatch (calibrated on the CPU backend).
+    """Graph buffer for one ubatch of n_ubatch tokens, all of them outputs (llama.cpp's reserve).
 
-    The biggest pieces: the logits of every token of the ubatch (n_vocab floats each), the
-    attention masks, the per-layer-embedding inputs, and, without flash attention, the KQ
-    matrix of the widest layer (n_head x n_kv floats per token).
+    Calibrated on the CPU backend against the 270M and the synthetic Gemma 4: the allocator
+    reuses memory between stages, so the buffer is the larger of the output stage (the
+    logits, n_vocab floats per token) and a layer stage (without flash attention this holds the
+    KQ matrix, n_head x n_kv floats per token), plus the inputs that live through the whole
+    graph: the attention masks (f16 with flash attention, f32 without; one per cache) and the
+    per-layer-embedding inputs.
     """
     nub = min(opts.n_ubatch, pad(n_ctx, 256))
     full, swa_cells = kv_cells(shape, n_ctx, opts)
-    per_token = shape.n_vocab + 6 * shape.n_embd + 2 * shape.n_ff_max
-    per_token += 2 * shape.n_ff_expert * shape.n_expert_used
-    per_token += shape.n_embd_per_layer * shape.n_layer
-    mask = (full + (swa_cells if shape.n_swa > 0 else 0)) * (F16 if opts.flash_attn else 4)
-    total = nub * per_token * 4 + nub * mask
+    out_stage = nub * (shape.n_vocab + 2 * shape.n_embd) * 4
+    layer_stage = nub * (4 * shape.n_embd + 2 * shape.n_ff_max
+                         + 2 * shape.n_ff_expert * shape.n_expert_used) * 4
     if not opts.flash_attn:
         widest = max((shape.n_head[il] * (swa_cells if shape.swa[il] else full)
                       for il in range(shape.n_layer)), default=0)
-        total += 2 * nub * widest * 4
-    return pad(total, MIB)
+        layer_stage += nub * widest * 4
+    mask_cells = full + (swa_cells if any(shape.swa) else 0)
+    masks = nub * mask_cells * (F16 if opts.flash_attn else 4)
+    inputs = nub * (shape.n_embd_per_layer * shape.n_layer + shape.n_embd) * 4
+    return pad(max(out_stage, layer_stage) + masks + inputs, MIB)
 
 
 def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | None = None,
@@ -229,6 +255,7 @@ def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | Non
     output_gpu = g >= 1
     gpu_w = sum(b for b, gpu in zip(shape.layer_bytes, on_gpu, strict=True) if gpu)
     cpu_w = sum(shape.layer_bytes) - gpu_w + shape.input_bytes
+    cpu_w += sum(r for r, gpu in zip(shape.layer_repack, on_gpu, strict=False) if not gpu)
     if output_gpu:
         gpu_w += shape.output_bytes + shape.output_tied_bytes
     else:

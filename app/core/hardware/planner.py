@@ -254,7 +254,7 @@ def catalog_candidates(
         mm_bytes = mm.size if mm else 0
         shape = headers.get(e.id) or ModelShape.from_hparams(
             e.label, e.variant.hparams, QUANT_BITS.get(e.quant.removeprefix("UD-"), 5.0),
-            e.file.size, mm_bytes, e.variant.max_context,
+            e.file.size, mm_bytes, e.variant.max_context, e.quant,
         )
         out.append(Candidate(
             model_id=e.id, variant=e.variant.id, quant=e.quant, rank=e.variant.rank,
