@@ -23,6 +23,7 @@ import collections
 import contextlib
 import ctypes
 import logging
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "<|image|>"
 AUDIO_PLACEHOLDER = "<|audio|>"
+_PLACEHOLDER_RE = re.compile(re.escape(IMAGE_PLACEHOLDER) + "|" + re.escape(AUDIO_PLACEHOLDER))
 
 ChunkKind = Literal["text", "image", "audio"]
 
@@ -125,13 +127,14 @@ def _context_pointer(ctx: Any) -> Any:
 class MediaContext:
     """Owns one libmtmd context (projector + the text model it feeds); close() frees it.
 
-    Close it before the `Llama` it was made for: libmtmd keeps a pointer to that model.
+    `model` is a `llama_cpp.Llama` or a raw `llama_model` pointer. Close this before the model
+    is freed: libmtmd keeps a pointer to it.
     """
 
     def __init__(
         self,
         mmproj_path: str,
-        model: llama_cpp.Llama,
+        model: llama_cpp.Llama | Any,
         *,
         n_threads: int,
         use_gpu: bool,
@@ -152,7 +155,8 @@ class MediaContext:
             params.image_min_tokens = int(image_min_tokens)
         if image_max_tokens:
             params.image_max_tokens = int(image_max_tokens)
-        ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), model.model, params)
+        model_ptr = getattr(model, "model", model)  # a Llama, or a raw llama_model pointer
+        ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), model_ptr, params)
         if not ctx:
             detail = _recent_errors()
             raise ValueError(
@@ -172,7 +176,8 @@ class MediaContext:
     def media_marker(self) -> str:
         """The marker libmtmd replaces with the next media item (`<__media__>` by default)."""
         marker = self._mtmd.mtmd_get_marker(self._require_ctx())
-        return (marker or self._mtmd.mtmd_default_marker()).decode("utf-8")
+        raw: bytes = marker or self._mtmd.mtmd_default_marker()
+        return raw.decode("utf-8")
 
     def tokenize(self, prompt: str, media: list[MediaInput]) -> list[ChunkInfo]:
         """Split a prompt into text and media chunks with their token counts (nothing is run)."""
@@ -257,29 +262,21 @@ class MediaContext:
         """Turn the template's placeholders into libmtmd markers, checking kinds and count."""
         marker = self.media_marker()
         kinds = [("image" if isinstance(m, ImageInput) else "audio") for m in media]
-        placeholders: list[str] = []
-        out: list[str] = []
-        i = 0
-        while i < len(prompt):
-            if prompt.startswith(IMAGE_PLACEHOLDER, i) or prompt.startswith(AUDIO_PLACEHOLDER, i):
-                ph = IMAGE_PLACEHOLDER if prompt.startswith(IMAGE_PLACEHOLDER, i) else AUDIO_PLACEHOLDER
-                placeholders.append("image" if ph == IMAGE_PLACEHOLDER else "audio")
-                out.append(marker)
-                i += len(ph)
-            else:
-                out.append(prompt[i])
-                i += 1
-        text = "".join(out)
-        if placeholders and placeholders != kinds[: len(placeholders)]:
-            raise ValueError(
-                "The attachments do not match the message: the prompt expects "
-                f"{', '.join(placeholders)} but got {', '.join(kinds) or 'nothing'}."
-            )
+        placeholders = [
+            "image" if m.group(0) == IMAGE_PLACEHOLDER else "audio"
+            for m in _PLACEHOLDER_RE.finditer(prompt)
+        ]
+        text = _PLACEHOLDER_RE.sub(lambda _m: marker, prompt)
         n_markers = text.count(marker)
         if n_markers != len(media):
             raise ValueError(
                 f"The message has {n_markers} place(s) for images or audio but {len(media)}"
                 " attachment(s) were given."
+            )
+        if placeholders and placeholders != kinds[: len(placeholders)]:
+            raise ValueError(
+                "The attachments do not match the message: the prompt expects "
+                f"{', '.join(placeholders)} but got {', '.join(kinds)}."
             )
         return text
 
