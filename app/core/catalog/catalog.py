@@ -208,7 +208,7 @@ class Catalog:
         )
 
     def entries(self, *, official_only: bool = False) -> list[Entry]:
-        out = []
+        out: list[Entry] = []
         for v in self.variants:
             for r in v.repos:
                 if official_only and not r.official:
