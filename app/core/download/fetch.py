@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -25,9 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx2
-from huggingface_hub import get_session
-
 from app.core.download.errors import (
     ChecksumError,
     DiskSpaceError,
@@ -36,9 +34,12 @@ from app.core.download.errors import (
     DownloadPaused,
     NetworkError,
 )
+from app.core.download.http_stream import open_stream
 from app.core.download.hub import HubClient, RemoteFile, RetryableError, status_error
 
 HASH_BLOCK = 8 << 20
+CHUNK = 1 << 20  # bytes per socket read while downloading
+USER_AGENT = "gemma-desktop (huggingface_hub compatible downloader)"
 # Room left on the disk after the download, so the app can still write its history and logs.
 DISK_RESERVE = 64 << 20
 
@@ -155,11 +156,31 @@ class Downloader:
             raise DiskSpaceError(str(dest.parent), needed, free)
         _write_json(meta_path, asdict(remote))
 
-        state = _Partial(have, hashlib.sha256())
-        if have:
-            _hash_into(state.hasher, part, have, cancel)
-        meter = _Meter(remote.size, have, on_progress, self.progress_interval)
-        meter.update(have, force=True)
+        part.touch()
+        # The sha256 is computed by a thread that follows the file as it grows (the bytes of an
+        # earlier attempt first), so verifying costs almost nothing after the last byte lands.
+        state = _Partial(have, _TailHasher(part, have))
+        try:
+            self._transfer(remote, part, meta_path, state, on_progress, cancel, pause)
+            actual = state.hasher.finish(state.have)
+        finally:
+            state.hasher.abort()
+        if remote.sha256 is not None and actual != remote.sha256:
+            part.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            raise ChecksumError(filename, remote.sha256, actual)
+        os.replace(part, dest)
+        meta_path.unlink(missing_ok=True)
+        return remote
+
+    def _transfer(
+        self, remote: RemoteFile, part: Path, meta_path: Path, state: _Partial,
+        on_progress: ProgressFn | None, cancel: threading.Event | None,
+        pause: threading.Event | None,
+    ) -> None:
+        """GET until every byte is on disk, retrying with backoff; raises on pause and cancel."""
+        meter = _Meter(remote.size, state.have, on_progress, self.progress_interval)
+        meter.update(state.have, force=True)
         attempts = 0
         while state.have < remote.size:
             self._check_events(cancel, pause, part, meta_path, state.have, remote.size)
@@ -172,20 +193,13 @@ class Downloader:
                 attempts += 1
                 if attempts > self.retry.max_retries:
                     raise NetworkError(
-                        f"Downloading {filename} kept failing ({exc}). Check the network connection "
+                        f"Downloading {remote.filename} kept failing ({exc}). Check the network "
+                        "connection "
                         "and press Resume: the download continues where it stopped."
                     ) from exc
                 self._backoff(attempts, cancel, pause, part, meta_path, state.have, remote.size)
                 meter.restart(state.have)
         meter.update(state.have, force=True)
-        actual = state.hasher.hexdigest()
-        if remote.sha256 is not None and actual != remote.sha256:
-            part.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
-            raise ChecksumError(filename, remote.sha256, actual)
-        os.replace(part, dest)
-        meta_path.unlink(missing_ok=True)
-        return remote
 
     # ----- one HTTP attempt --------------------------------------------------------------------
     def _stream(
@@ -199,46 +213,41 @@ class Downloader:
     ) -> None:
         """One GET from ``state.have`` on; ``state`` is updated as bytes land, even if it raises."""
         have = state.have
-        headers = {**self.hub.auth_headers(), "Accept-Encoding": "identity"}
+        headers = {**self.hub.auth_headers(), "Accept-Encoding": "identity",
+                   "User-Agent": USER_AGENT}
         if have:
             headers["Range"] = f"bytes={have}-"
-        timeout = httpx2.Timeout(
-            self.retry.connect_timeout_s, read=self.retry.read_timeout_s,
-        )
         try:
-            with get_session().stream("GET", remote.url, headers=headers, timeout=timeout) as resp:
-                status = resp.status_code
-                if status == 416 and have >= remote.size:
+            with open_stream(
+                remote.url, headers, connect_timeout=self.retry.connect_timeout_s,
+                read_timeout=self.retry.read_timeout_s,
+            ) as resp:
+                if resp.status == 416 and have >= remote.size:
                     return
-                if status >= 400:
+                if resp.status >= 400:
                     raise status_error(
-                        status, remote.repo_id, remote.filename, remote.revision,
+                        resp.status, remote.repo_id, remote.filename, remote.revision,
                         had_token="authorization" in headers,
                     )
-                if have and status != 206:
+                if have and resp.status != 206:
                     # The server ignored the range: start over rather than corrupt the file.
+                    state.hasher.abort()
                     have = state.have = 0
-                    state.hasher = hashlib.sha256()
-                mode = "ab" if have else "wb"
-                with part.open(mode, buffering=0) as f:
-                    for chunk in resp.iter_raw():
-                        if have + len(chunk) > remote.size:
-                            chunk = chunk[: remote.size - have]
-                        f.write(chunk)
-                        state.hasher.update(chunk)
-                        have = state.have = have + len(chunk)
+                    part.write_bytes(b"")
+                    state.hasher = _TailHasher(part)
+                with part.open("ab", buffering=0) as f:
+                    while have < remote.size:
+                        data = resp.read_some(min(CHUNK, remote.size - have))
+                        if not data:
+                            break
+                        _write_all(f, memoryview(data), part, remote.size - have, self.free_space)
+                        have = state.have = have + len(data)
+                        state.hasher.advance(have)
                         meter.update(have)
                         if _event_set(cancel) or _event_set(pause):
                             return
-                        if have >= remote.size:
-                            break
-        except (httpx2.TransportError, httpx2.StreamError) as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise RetryableError(f"{type(exc).__name__}: {exc or 'connection lost'}") from exc
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                free = self.free_space(part.parent)
-                raise DiskSpaceError(str(part.parent), remote.size - have, free) from exc
-            raise
         if have < remote.size and not _event_set(cancel) and not _event_set(pause):
             raise RetryableError("the connection closed early")
 
@@ -315,17 +324,85 @@ def _usable_partial(part: Path, meta_path: Path, remote: RemoteFile) -> int:
     return size
 
 
-def _hash_into(hasher: Any, path: Path, length: int, cancel: threading.Event | None) -> None:
-    with path.open("rb") as f:
-        left = length
-        while left > 0:
-            block = f.read(min(HASH_BLOCK, left))
-            if not block:
-                raise DownloadError(f"{path.name} shrank while resuming; press Resume again.")
-            hasher.update(block)
-            left -= len(block)
-            if _event_set(cancel):
-                raise DownloadCancelled()
+class _TailHasher:
+    """sha256 of a file that another thread is appending to, computed in its own thread.
+
+    hashlib releases the GIL on large blocks, so hashing overlaps with receiving and writing; the
+    hasher reads the bytes back from the page cache and never holds more than one block in memory.
+    """
+
+    def __init__(self, path: Path, available: int = 0) -> None:
+        self._path = path
+        self._cond = threading.Condition()
+        self._available = available
+        self._final = False
+        self._stop = False
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="download-sha256", daemon=True)
+        self._thread.start()
+
+    def advance(self, available: int) -> None:
+        """Bytes [0, available) are on disk now."""
+        with self._cond:
+            self._available = available
+            self._cond.notify()
+
+    def finish(self, total: int) -> str:
+        """Wait for the last bytes to be hashed; the hex digest."""
+        with self._cond:
+            self._available = total
+            self._final = True
+            self._cond.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise DownloadError(
+                f"Could not read back {self._path.name} to check it ({self._error}). "
+                "Press Resume to try again."
+            )
+        return self._digest.hexdigest()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            with self._path.open("rb", buffering=0) as f:
+                buf = bytearray(HASH_BLOCK)
+                view = memoryview(buf)
+                while True:
+                    with self._cond:
+                        while not self._stop and not self._final and self._hashed >= self._available:
+                            self._cond.wait()
+                        if self._stop or (self._final and self._hashed >= self._available):
+                            return
+                        target = self._available
+                    while self._hashed < target:
+                        n = f.readinto(view[: min(HASH_BLOCK, target - self._hashed)])
+                        if not n:
+                            raise OSError("the file is shorter than the bytes written")
+                        self._digest.update(view[:n])
+                        self._hashed += n
+        except BaseException as exc:  # noqa: BLE001 - reported by finish()
+            self._error = exc
+
+
+def _write_all(
+    f: Any, data: memoryview, part: Path, still_needed: int, free_space: FreeSpaceFn
+) -> None:
+    """Write every byte (raw writes may be short); a full disk becomes DiskSpaceError."""
+    try:
+        while data:
+            written = f.write(data)
+            data = data[written:]
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskSpaceError(str(part.parent), still_needed, free_space(part.parent)) from exc
+        raise
 
 
 def sha256_file(
