@@ -107,7 +107,7 @@ def test_template_thinking_on_and_history_without_thoughts() -> None:
 def test_generates_tokens(llm: Any) -> None:
     prompt = render([{"role": "user", "content": "Say something."}], enable_thinking=False)
     t0 = time.perf_counter()
-    out = llm.create_completion(prompt.replace("<bos>", ""), max_tokens=24, temperature=0.8,
+    out = llm.create_completion(prompt.replace("<bos>", ""), max_tokens=8, temperature=0.8,
                                 seed=3, stop=[])
     dt = time.perf_counter() - t0
     usage = out["usage"]

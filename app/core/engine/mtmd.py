@@ -81,7 +81,7 @@ class ChunkInfo:
 _LOG_LINES: collections.deque[str] = collections.deque(maxlen=40)
 _LOG_LOCK = threading.Lock()
 _log_callback: Any = None  # the ctypes callback object must outlive every C call
-_GGML_LOG_LEVEL_WARN, _GGML_LOG_LEVEL_ERROR = 3, 4
+_GGML_LOG_LEVEL_INFO, _GGML_LOG_LEVEL_WARN, _GGML_LOG_LEVEL_ERROR, _GGML_LOG_LEVEL_CONT = 2, 3, 4, 5
 
 
 def _install_log_callback() -> None:
@@ -92,16 +92,29 @@ def _install_log_callback() -> None:
     if _log_callback is not None:
         return
 
+    partial: list[str] = []
+    line_level = [_GGML_LOG_LEVEL_INFO]
+
     def _on_mtmd_log(level: int, text: bytes | None, _user: object) -> None:
-        line = (text or b"").decode("utf-8", errors="replace").rstrip("\n")
-        if line:
-            with _LOG_LOCK:
-                _LOG_LINES.append(line)
-            log.debug("mtmd: %s", line)
-            # Warnings and errors also go to stderr, whose tail the engine client shows
-            # when the host dies.
-            if level in (_GGML_LOG_LEVEL_WARN, _GGML_LOG_LEVEL_ERROR):
-                sys.stderr.write(f"mtmd: {line}\n")
+        # Lines may arrive in pieces (GGML_LOG_LEVEL_CONT); a line ends with "\n".
+        piece = (text or b"").decode("utf-8", errors="replace")
+        with _LOG_LOCK:
+            if level != _GGML_LOG_LEVEL_CONT:
+                line_level[0] = level
+            partial.append(piece)
+            if not piece.endswith("\n"):
+                return
+            line = "".join(partial).rstrip("\n")
+            partial.clear()
+            if not line.strip():
+                return
+            _LOG_LINES.append(line)
+            level = line_level[0]
+        log.debug("mtmd: %s", line)
+        # Warnings and errors also go to stderr, whose tail the engine client shows when
+        # the host dies.
+        if level in (_GGML_LOG_LEVEL_WARN, _GGML_LOG_LEVEL_ERROR):
+            sys.stderr.write(f"mtmd: {line}\n")
 
     _log_callback = llama_cpp.llama_log_callback(_on_mtmd_log)
     mtmd.mtmd_log_set(_log_callback, None)
@@ -112,7 +125,8 @@ def _recent_errors() -> str:
     """The last few mtmd log lines that look like the reason for a failure."""
     with _LOG_LOCK:
         lines = list(_LOG_LINES)
-    picked = [ln.strip() for ln in lines if any(w in ln.lower() for w in ("error", "fail", "unable", "invalid", "unknown", "mismatch"))]
+    words = ("error", "fail", "unable", "invalid", "unknown", "mismatch")
+    picked = [ln.strip() for ln in lines if any(w in ln.lower() for w in words)]
     return " / ".join(picked[-3:])
 
 
