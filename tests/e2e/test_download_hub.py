@@ -286,3 +286,31 @@ def test_huggingface_hub_itself_accepts_the_local_hub(
     )
     data = Path(got).read_bytes()
     assert hashlib.sha256(data).hexdigest() == hub.sha256(REPO, "mmproj.gguf")
+
+
+def test_cdn_redirect_like_huggingface_co_keeps_the_token_on_the_hub(
+    local_hub: LocalHub, tmp_path: Path  # noqa: F811
+):
+    """huggingface.co answers `resolve` with a 302 to a signed CDN URL: follow it, resume through it,
+    and never send the token to the CDN host."""
+    from app.core.download import RemoteRangeFile
+
+    src = random_file(tmp_path / "src" / "m.gguf", 3_000_000, seed=9)
+    local_hub.add_repo("google/cdn-GGUF", {"m.gguf": src}, gated=True, cdn=True)
+    save_token(local_hub.token)
+    local_hub.add_fault("m.gguf", drop_after=1_000_000)
+    store = make_store(local_hub, tmp_path / "models")
+    assert store.download("google/cdn-GGUF", "m.gguf").read_bytes() == src.read_bytes()
+    assert [(g.start, g.sent) for g in local_hub.gets("m.gguf")] == [
+        (0, 1_000_000), (1_000_000, 2_000_000)
+    ]
+
+    header = RemoteRangeFile.from_hub("google/cdn-GGUF", "m.gguf", hub=store.hub)
+    header.seek(2_999_990)
+    assert header.read() == src.read_bytes()[-10:]
+
+    requests = local_hub.requests()
+    to_hub = [r for r in requests if "/resolve/" in r.path]
+    to_cdn = [r for r in requests if r.path.startswith("/cdn/")]
+    assert to_hub and to_cdn
+    assert all(r.authorized for r in to_hub) and not any(r.authorized for r in to_cdn)
