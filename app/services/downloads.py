@@ -42,8 +42,9 @@ class _WorkerSignals(QObject):
     and the old one's late "paused" must not be taken for the new one's.
     """
 
-    sig_progress = Signal(int, "qint64", "qint64", float, float)
-    sig_finished = Signal(int, "QStringList")
+    # "qint64", not int: a Signal(int) is a C++ int and mangles sizes over 2 GiB.
+    sig_progress = Signal(int, "qint64", "qint64", float, float)  # type: ignore[arg-type]
+    sig_finished = Signal(int, list)
     sig_failed = Signal(int, str)
     sig_paused = Signal(int)
     sig_cancelled = Signal(int)
@@ -52,7 +53,8 @@ class _WorkerSignals(QObject):
 class DownloadJob(QObject):
     """Download one or more Hub files into a ModelStore off the GUI thread."""
 
-    sig_progress = Signal("qint64", "qint64", float, float)  # done, total, bytes/s, eta s (-1: unknown)
+    # done, total, bytes/s, eta s (-1: unknown)
+    sig_progress = Signal("qint64", "qint64", float, float)  # type: ignore[arg-type]
     sig_finished = Signal(str)  # path of the first file (the model)
     sig_failed = Signal(str)  # a message for the user
     sig_paused = Signal()
