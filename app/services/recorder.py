@@ -117,6 +117,11 @@ class MicrophoneRecorder(QObject):
         ]
 
     @property
+    def max_seconds(self) -> float:
+        """The cap; the countdown shows max_seconds - elapsed."""
+        return self._max_seconds
+
+    @property
     def is_recording(self) -> bool:
         """True between start() and stop()/cancel()/the cap."""
         return self._source is not None
