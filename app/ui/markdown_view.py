@@ -12,7 +12,15 @@ import re
 from dataclasses import dataclass
 
 from PySide6.QtCore import QSize, QSizeF, Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QResizeEvent, QTextCursor, QTextOption, QWheelEvent
+from PySide6.QtGui import (
+    QColor,
+    QGuiApplication,
+    QResizeEvent,
+    QTextCharFormat,
+    QTextCursor,
+    QTextOption,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -39,6 +47,32 @@ class Segment:
     closed: bool = True
 
 
+_BLOCK_START = re.compile(r"^(\s|[-*+>|]|\d+[.)])")
+# Long prose is cut at paragraph breaks into pieces of about this size, so that streaming
+# re-renders only the last piece instead of the whole answer.
+PROSE_CHUNK_CHARS = 1200
+
+
+def _prose_segments(lines: list[str]) -> list[Segment]:
+    pieces: list[Segment] = []
+    start = 0
+    size = 0
+    for i, line in enumerate(lines):
+        size += len(line) + 1
+        if (size >= PROSE_CHUNK_CHARS and not line.strip() and 0 < i < len(lines) - 1
+                and lines[i - 1].strip() and not _BLOCK_START.match(lines[i - 1])
+                and lines[i + 1].strip() and not _BLOCK_START.match(lines[i + 1])):
+            # A blank line between two plain paragraphs: no list, quote or table spans it.
+            text = "\n".join(lines[start:i]).strip("\n")
+            if text.strip():
+                pieces.append(Segment("text", text))
+            start, size = i + 1, 0
+    text = "\n".join(lines[start:]).strip("\n")
+    if text.strip():
+        pieces.append(Segment("text", text))
+    return pieces
+
+
 def split_markdown(source: str) -> list[Segment]:
     """Split Markdown into prose and fenced-code segments; an unclosed fence is a streaming block."""
     segments: list[Segment] = []
@@ -52,8 +86,7 @@ def split_markdown(source: str) -> list[Segment]:
             i += 1
             continue
         fence, lang = match.group(1), match.group(2)
-        if any(s.strip() for s in prose):
-            segments.append(Segment("text", "\n".join(prose).strip("\n")))
+        segments.extend(_prose_segments(prose))
         prose = []
         body: list[str] = []
         i += 1
@@ -69,8 +102,7 @@ def split_markdown(source: str) -> list[Segment]:
         if not closed and body and not body[-1].strip():
             body.pop()  # a streaming block's trailing newline is not a line of code yet
         segments.append(Segment("code", "\n".join(body), lang, closed))
-    if any(s.strip() for s in prose):
-        segments.append(Segment("text", "\n".join(prose).strip("\n")))
+    segments.extend(_prose_segments(prose))
     return segments
 
 
@@ -98,6 +130,33 @@ class TextView(QTextBrowser):
         self.document().setDocumentMargin(0)
         self.document().documentLayout().documentSizeChanged.connect(self._on_layout_size_changed)
         self.setFixedHeight(4)
+
+    def set_markdown_styled(self, markdown: str) -> None:
+        """setMarkdown, then give inline `code` a tinted background (Markdown import leaves none)."""
+        self.setMarkdown(markdown)
+        if "`" in markdown:
+            self._style_inline_code()
+
+    def _style_inline_code(self) -> None:
+        tint = QTextCharFormat()
+        tint.setBackground(QColor(theme.color("code_header")))
+        block = self.document().begin()
+        spans: list[tuple[int, int]] = []
+        # textFormats(), not block iterators: PySide's `iterator += 1` corrupts refcounts.
+        while block.isValid():
+            for span in block.textFormats():
+                if span.format.fontFixedPitch():
+                    spans.append((block.position() + span.start, span.length))
+            block = block.next()
+        if not spans:
+            return
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()  # one re-layout for all spans, not one per span
+        for start, length in spans:
+            cursor.setPosition(start)
+            cursor.setPosition(start + length, QTextCursor.MoveMode.KeepAnchor)
+            cursor.mergeCharFormat(tint)
+        cursor.endEditBlock()
 
     def append_plain(self, text: str) -> None:
         """Append text at the end without re-laying out what is already there."""
@@ -258,9 +317,12 @@ class AnswerView(QWidget):
             widget.set_lang(segment.lang)
             widget.set_code(segment.text)
         elif isinstance(widget, TextView):
-            widget.setMarkdown(segment.text)
+            widget.set_markdown_styled(segment.text)
 
     def refresh_icons(self) -> None:
-        for widget in self._widgets:
+        """Theme changed: re-tint icons and inline code."""
+        for widget, segment in zip(self._widgets, self._segments, strict=False):
             if isinstance(widget, CodeBlockWidget):
                 widget.refresh_icons()
+            elif isinstance(widget, TextView):
+                widget.set_markdown_styled(segment.text)

@@ -223,3 +223,17 @@ def test_format_duration() -> None:
     assert format_duration(12.4) == "12 s"
     assert format_duration(65) == "1 min 5 s"
     assert format_duration(120) == "2 min"
+
+
+def test_long_prose_is_cut_at_plain_paragraph_breaks_only() -> None:
+    from app.ui.markdown_view import PROSE_CHUNK_CHARS
+
+    paragraph = "word " * 60
+    text = "\n\n".join([paragraph] * 12)
+    pieces = split_markdown(text)
+    assert len(pieces) > 1 and all(p.kind == "text" for p in pieces)
+    assert "\n\n".join(p.text for p in pieces) == text.strip("\n")
+    assert all(len(p.text) <= PROSE_CHUNK_CHARS + len(paragraph) + 2 for p in pieces)
+    # A loose list is never cut in two (its numbering and indentation would break).
+    items = "\n\n".join(f"{i}. {paragraph}" for i in range(1, 13))
+    assert len(split_markdown(items)) == 1
