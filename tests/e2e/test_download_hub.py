@@ -22,6 +22,7 @@ from app.core.download import (
     NotFoundError,
     OfflineError,
     Progress,
+    RemoteRangeFile,
     RetryPolicy,
     save_token,
 )
@@ -223,9 +224,13 @@ def test_offline_never_connects(hub: LocalHub, tmp_path: Path, monkeypatch: pyte
         store.download(REPO, "model.gguf")
     with pytest.raises(OfflineError):
         store.list_remote_files(REPO)
+    with pytest.raises(OfflineError):
+        RemoteRangeFile.from_hub(REPO, "model.gguf", hub=HubClient(hub.endpoint, offline=True))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError):
         make_store(hub, tmp_path / "models").download(REPO, "model.gguf")
+    with pytest.raises(OfflineError):
+        RemoteRangeFile(hub.endpoint + f"/{REPO}/resolve/main/model.gguf")
     assert hub.requests() == [] and hub.connections == 0
 
 
@@ -293,8 +298,6 @@ def test_cdn_redirect_like_huggingface_co_keeps_the_token_on_the_hub(
 ):
     """huggingface.co answers `resolve` with a 302 to a signed CDN URL: follow it, resume through it,
     and never send the token to the CDN host."""
-    from app.core.download import RemoteRangeFile
-
     src = random_file(tmp_path / "src" / "m.gguf", 3_000_000, seed=9)
     local_hub.add_repo("google/cdn-GGUF", {"m.gguf": src}, gated=True, cdn=True)
     save_token(local_hub.token)

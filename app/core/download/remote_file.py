@@ -10,8 +10,8 @@ from typing import Any
 import httpx2
 from huggingface_hub import get_session
 
-from app.core.download.errors import NetworkError
-from app.core.download.hub import HubClient, status_error
+from app.core.download.errors import NetworkError, OfflineError
+from app.core.download.hub import HubClient, env_offline, status_error
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -34,8 +34,11 @@ class RemoteRangeFile(io.RawIOBase):
         timeout: float = 15.0,
         retries: int = 3,
         label: str | None = None,
+        offline: bool | None = None,
     ) -> None:
         super().__init__()
+        if offline if offline is not None else env_offline():
+            raise OfflineError("read the model file from Hugging Face")
         self.url = url
         self.headers = dict(headers or {})
         self.block_size = block_size
@@ -57,7 +60,8 @@ class RemoteRangeFile(io.RawIOBase):
         hub = hub or HubClient()
         remote = hub.file_info(repo_id, filename, revision)
         return cls(
-            remote.url, size=remote.size, headers=hub.auth_headers(), label=filename, **kwargs
+            remote.url, size=remote.size, headers=hub.auth_headers(), label=filename,
+            offline=hub.offline, **kwargs,
         )
 
     # ----- io.RawIOBase ------------------------------------------------------------------------
