@@ -235,13 +235,14 @@ class Downloader:
                     have = state.have = 0
                     part.write_bytes(b"")
                     state.hasher = _TailHasher(part)
+                view = memoryview(bytearray(CHUNK))
                 with part.open("ab", buffering=0) as f:
                     while have < remote.size:
-                        data = resp.read_some(min(CHUNK, remote.size - have))
-                        if not data:
+                        n = resp.read_into(view[: min(CHUNK, remote.size - have)])
+                        if not n:
                             break
-                        _write_all(f, memoryview(data), part, remote.size - have, self.free_space)
-                        have = state.have = have + len(data)
+                        _write_all(f, view[:n], part, remote.size - have, self.free_space)
+                        have = state.have = have + n
                         state.hasher.advance(have)
                         meter.update(have)
                         if _event_set(cancel) or _event_set(pause):

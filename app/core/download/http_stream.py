@@ -38,6 +38,21 @@ class BodyStream:
     _conn: http.client.HTTPConnection
     _resp: http.client.HTTPResponse
 
+    def read_into(self, view: memoryview) -> int:
+        """Like ``read_some`` but into a reusable buffer (no allocation per chunk); 0 at the end."""
+        resp = self._resp
+        if resp.chunked or resp.length is None or resp.fp is None:
+            data = self.read_some(len(view))
+            view[: len(data)] = data
+            return len(data)
+        if resp.length == 0:
+            return 0
+        n = resp.fp.readinto1(view[: resp.length])
+        if n == 0:  # closed before Content-Length was reached
+            raise http.client.IncompleteRead(b"", resp.length)
+        resp.length -= n
+        return n
+
     def read_some(self, limit: int) -> bytes:
         """Up to ``limit`` body bytes, as soon as any arrive; b"" at the end.
 
