@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 log = logging.getLogger(__name__)
 
 Confirm = Callable[[], bool]
+STOP_WAIT_MS = 3000  # how long a stopped answer may take to end before the host is ended anyway
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class ModelSwitcher(QObject):
         client.sig_loaded.connect(self._on_client_loaded)
         client.sig_load_failed.connect(self._on_client_load_failed)
         client.sig_engine_crashed.connect(self._on_client_engine_crashed)
+        client.sig_finished.connect(self._on_client_generation_ended)
+        client.sig_failed.connect(self._on_client_generation_ended)
+        self._stop_timer = QTimer(self)
+        self._stop_timer.setSingleShot(True)
+        self._stop_timer.setInterval(STOP_WAIT_MS)
+        self._stop_timer.timeout.connect(self._on_stop_timer_timeout)
 
     # ----- state ---------------------------------------------------------------------------
 
@@ -92,16 +99,21 @@ class ModelSwitcher(QObject):
             # Without anyone to ask, never cut off a reply silently.
             if ask is None or not ask():
                 return False
-            self._client.stop()
-        request = LoadRequest(path, mmproj, int(n_ctx), -1 if n_gpu_layers is None else int(n_gpu_layers),
-                              n_threads)
+        request = LoadRequest(path, mmproj, int(n_ctx),
+                              -1 if n_gpu_layers is None else int(n_gpu_layers), n_threads)
         if self._current is None:
             self._current = self._known_model()
         self._target = request
         self._error = ""
         self.sig_started.emit(request.name)
         self.sig_progress.emit(0.0)
-        self._load(request)
+        if getattr(self._client, "busy", False):
+            # Let the answer end properly (its "done" carries what was written, which the chat
+            # saves); the load follows the stop, or STOP_WAIT_MS later if the host says nothing.
+            self._stop_timer.start()
+            self._client.stop()
+        else:
+            self._load(request)
         return True
 
     def adopt(self, path: str, mmproj: str | None = None, n_ctx: int = 8192,
@@ -123,6 +135,16 @@ class ModelSwitcher(QObject):
         # A fresh host every time: a host that failed to load may hold half-allocated memory.
         self._client.shutdown()
         self._client.load_model(**{k: v for k, v in asdict(request).items()})
+
+    def _on_client_generation_ended(self, *_args: object) -> None:
+        if self._stop_timer.isActive():
+            self._stop_timer.stop()
+            # Queued: the client finishes handling the event before its host is replaced.
+            QTimer.singleShot(0, self, self._on_stop_timer_timeout)
+
+    def _on_stop_timer_timeout(self) -> None:
+        if self._target is not None:
+            self._load(self._target)
 
     def _on_client_load_progress(self, fraction: float) -> None:
         if self._target is not None:

@@ -88,8 +88,8 @@ def move_folder(source: Path, target: Path, exclude: tuple[Path, ...] = (),
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
+            copied.append(entry)  # before copying: a half-copied entry is undone too
             done = _copy_tree(entry, target / entry.name, done, total, progress, cancel)
-            copied.append(entry)
     except BaseException:
         for entry in renamed:  # same disk: put them back as they were
             os.rename(target / entry.name, entry)
@@ -97,8 +97,8 @@ def move_folder(source: Path, target: Path, exclude: tuple[Path, ...] = (),
             dest = target / entry.name
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest, ignore_errors=True)
-            else:
-                dest.unlink(missing_ok=True)
+            elif dest.exists() or dest.is_symlink():
+                dest.unlink()
         raise
     for entry in copied:
         if entry.is_dir() and not entry.is_symlink():

@@ -71,18 +71,26 @@ def read_facts(path: str) -> ModelFacts:
     try:
         size = p.stat().st_size
         info = read_checked(p)
-        sampling: dict[str, float | int] = {}
-        for key, name in SAMPLING_KEYS.items():
-            value = info.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                sampling[name] = int(value) if name == "top_k" else round(float(value), 4)
-        shape = None if info.is_projector else ModelShape.from_gguf(info, file_bytes=size)
-        return ModelFacts(str(p), info.name or p.stem, size, shape, sampling, info.is_projector)
     except ValidationError as exc:
         return ModelFacts(str(p), p.stem, 0, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - any unreadable header is shown, not raised
         log.exception("could not read %s", p)
         return ModelFacts(str(p), p.stem, 0, error=f"{p.name} could not be read: {exc}")
+    sampling: dict[str, float | int] = {}
+    for key, name in SAMPLING_KEYS.items():
+        value = info.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            sampling[name] = int(value) if name == "top_k" else round(float(value), 4)
+    name = info.name or p.stem
+    if info.is_projector:
+        return ModelFacts(str(p), name, size, None, sampling, True)
+    try:
+        shape = ModelShape.from_gguf(info, file_bytes=size)
+    except Exception as exc:  # noqa: BLE001 - the sampling defaults are still worth having
+        log.warning("no memory shape for %s: %s", p, exc)
+        return ModelFacts(str(p), name, size, None, sampling, False,
+                          f"{p.name}: the memory it needs cannot be worked out ({exc}).")
+    return ModelFacts(str(p), name, size, shape, sampling, False)
 
 
 _cache: dict[tuple[str, int, int], ModelFacts] = {}
