@@ -17,6 +17,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+def _thread_running(t: threading.Thread) -> bool:
+    """Alive by the OS: Python keeps a "Dummy" entry for every foreign (Qt) thread that ever ran Python."""
+    if not t.is_alive() or getattr(t, "_leak_ok", False):
+        return False
+    if isinstance(t, threading._DummyThread):  # type: ignore[attr-defined]
+        return t.native_id is not None and Path(f"/proc/self/task/{t.native_id}").exists()
+    return True
+
+
 def _children() -> set[int]:
     """Live child processes of this test process (Linux /proc)."""
     pids: set[int] = set()
@@ -53,9 +62,7 @@ def no_leaks(request: pytest.FixtureRequest):
     deadline = time.monotonic() + 5.0
     while True:
         extra_threads = [
-            t for t in threading.enumerate()
-            if t.ident not in threads_before and t.is_alive()
-            and not getattr(t, "_leak_ok", False)
+            t for t in threading.enumerate() if t.ident not in threads_before and _thread_running(t)
         ]
         extra_children = _children() - children_before - SESSION_PIDS
         if not extra_threads and not extra_children:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -208,10 +209,8 @@ class EngineClient(QObject):
     def stop(self) -> None:
         """Stop the running generation now: written straight to the pipe, not queued behind it."""
         if self._host is not None and self._host.alive() and self.busy:
-            try:
+            with contextlib.suppress(OSError):
                 self._host.send({"op": "stop"})
-            except OSError:
-                pass
 
     def kill_host_for_test(self) -> None:
         """SIGKILL the host (to exercise the crash path)."""

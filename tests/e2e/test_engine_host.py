@@ -88,7 +88,7 @@ def test_follow_up_turns_reuse_the_cache_past_the_sliding_window(host, model_270
     messages: list[dict] = []
     filler = "Tell me more about the history of the city, its rivers and bridges. " * 8
     results = []
-    for turn in range(6):
+    for turn in range(8):
         messages.append({"role": "user", "content": f"Turn {turn}. {filler}"})
         pieces, done = _generate(host, 10 + turn, messages=messages, params={"temperature": 0.0, "max_tokens": 40})
         assert done["ev"] == "done", done
@@ -152,7 +152,7 @@ def test_killed_host_is_reported_and_a_new_one_works(model_270m):
     h.send({"op": "generate", "id": 1, "prompt": "Once upon a time", "params": {"max_tokens": 4000}})
     h.wait_for("piece", 30)
     h.kill()
-    while (events := h.read_events(1.0)) is not None:
+    while h.read_events(1.0) is not None:
         pass
     h.reap()
     assert h.returncode() == -9

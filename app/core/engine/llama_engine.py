@@ -161,6 +161,8 @@ class LlamaEngine:
         n_threads: int | None = None,
         mmproj: str | None = None,
         n_batch: int = 512,
+        flash_attn: bool = True,
+        swa_full: bool = False,
         on_progress: Callable[[float], None] | None = None,
     ) -> ModelInfo:
         """Load a GGUF (and optionally its projector); raises EngineError with a plain message."""
@@ -197,6 +199,10 @@ class LlamaEngine:
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.no_perf = True
+        # The planner's memory figures assume these (llama.cpp's default swa_full=True would keep
+        # the whole context in every sliding-window layer); the prompt cache copes via checkpoints.
+        cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cparams.swa_full = swa_full
         ctx = lc.llama_init_from_model(model, cparams)
         if not ctx:
             self.close()
@@ -349,7 +355,6 @@ class LlamaEngine:
 
     def _decode(self, tokens: list[int], *, logits_last: bool) -> None:
         """Decode tokens at the end of the cache, in n_batch pieces; honours the stop flag."""
-        batch = self._batch
         # ggml polls the abort callback after every graph node: worth it for long prompts,
         # measurable overhead for single-token decodes, so it is on only here.
         lc.llama_set_abort_callback(self.ctx, self._abort_cb, None)

@@ -27,6 +27,8 @@ class EngineSession:
             n_gpu_layers=int(msg.get("n_gpu_layers", -1)),
             n_threads=msg.get("n_threads"),
             mmproj=msg.get("mmproj"),
+            flash_attn=bool(msg.get("flash_attn", True)),
+            swa_full=bool(msg.get("swa_full", False)),
             on_progress=on_progress,
         )
         if msg.get("chat_template"):  # a template supplied for a base model that has none
