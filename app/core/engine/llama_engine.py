@@ -310,20 +310,27 @@ class LlamaEngine:
     def _memory(self) -> Any:
         return lc.llama_get_memory(self.ctx)
 
-    def _reuse_prefix(self, tokens: list[int]) -> int:
-        """Keep the cached prefix shared with `tokens`; returns how many tokens need no decoding."""
+    def reuse_prefix(self, tokens: list[int], snap: Callable[[int], int] | None = None) -> int:
+        """Keep the cached prefix shared with `tokens`; returns how many tokens need no decoding.
+
+        `snap` moves a cut point back to where decoding may resume (not inside an image).
+        """
         n_common = 0
         for a, b in zip(self._tokens, tokens, strict=False):
             if a != b:
                 break
             n_common += 1
         n_common = min(n_common, len(tokens) - 1)  # decode at least one token for fresh logits
+        if snap is not None:
+            n_common = snap(n_common)
         mem = self._memory()
         if n_common > 0 and self._n_swa > 0:
             pos_min = lc.llama_memory_seq_pos_min(mem, 0)
             if pos_min > max(0, n_common - self._n_swa):
                 # The sliding-window layers no longer hold what precedes n_common: restore a checkpoint.
                 n_common = self._restore_checkpoint(n_common)
+                if snap is not None:
+                    n_common = min(n_common, snap(n_common))
         if n_common <= 0 or not lc.llama_memory_seq_rm(mem, 0, n_common, -1):
             lc.llama_memory_clear(mem, True)
             self._checkpoints = []
@@ -342,7 +349,7 @@ class LlamaEngine:
                 return cp.n_tokens
         return 0
 
-    def _save_checkpoint(self) -> None:
+    def save_checkpoint(self) -> None:
         if self._n_swa <= 0 or not self._tokens:
             return
         flags = lc.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
@@ -353,7 +360,7 @@ class LlamaEngine:
         self._checkpoints.append(_Checkpoint(len(self._tokens), pos_min, bytes(buf)[:written]))
         del self._checkpoints[:-8]  # a few turns back is enough; each is the SWA window only
 
-    def _decode(self, tokens: list[int], *, logits_last: bool) -> None:
+    def decode(self, tokens: list[int], *, logits_last: bool) -> None:
         """Decode tokens at the end of the cache, in n_batch pieces; honours the stop flag."""
         # ggml polls the abort callback after every graph node: worth it for long prompts,
         # measurable overhead for single-token decodes, so it is on only here.
@@ -387,6 +394,14 @@ class LlamaEngine:
                 raise EngineError("internal", f"llama.cpp could not process the prompt (code {rc}).")
             self._tokens.extend(chunk)
 
+    def eval_media_chunk(self, prepared: Any, index: int, virtual: list[int], *, logits_last: bool) -> None:
+        """Encode one image/audio chunk of a prepared prompt at the end of the cache."""
+        n_past = len(self._tokens)
+        new_n_past = prepared.eval_chunk(self.ctx, index, n_past, self._n_batch, logits_last=logits_last)
+        if new_n_past - n_past != len(virtual):
+            raise EngineError("internal", "libmtmd placed the media at unexpected positions.")
+        self._tokens.extend(virtual)
+
     # ----- generation ----------------------------------------------------------------------
 
     def generate_tokens(
@@ -398,27 +413,41 @@ class LlamaEngine:
         checkpoint_at: int | None = None,
     ) -> GenerationStats:
         """Stream the completion of `prompt_tokens` through on_piece (text, control tokens kept)."""
+
+        def prefill(stats: GenerationStats) -> None:
+            n_cached = self.reuse_prefix(prompt_tokens)
+            stats.cached_tokens = n_cached
+            rest = prompt_tokens[n_cached:]
+            if checkpoint_at is not None and n_cached < checkpoint_at < len(prompt_tokens):
+                split = checkpoint_at - n_cached
+                self.decode(rest[:split], logits_last=False)
+                self.save_checkpoint()
+                rest = rest[split:]
+            self.decode(rest, logits_last=True)
+
+        return self.generate(len(prompt_tokens), params, on_piece, prefill)
+
+    def generate(
+        self,
+        n_prompt: int,
+        params: SamplingParams,
+        on_piece: Callable[[str], None],
+        prefill: Callable[[GenerationStats], None],
+    ) -> GenerationStats:
+        """Run `prefill` (which leaves the prompt's last logits ready), then sample until done."""
         t0 = time.perf_counter()
         n_ctx = lc.llama_n_ctx(self.ctx)
-        stats = GenerationStats(prompt_tokens=len(prompt_tokens), n_ctx=n_ctx)
-        if len(prompt_tokens) >= n_ctx:
+        stats = GenerationStats(prompt_tokens=n_prompt, n_ctx=n_ctx)
+        if n_prompt >= n_ctx:
             raise EngineError(
                 "context",
-                f"The conversation is longer than the model's context ({len(prompt_tokens):,} tokens, "
+                f"The conversation is longer than the model's context ({n_prompt:,} tokens, "
                 f"context {n_ctx:,}). Start a new chat or raise the context length in Settings.",
             )
         self.stop_event.clear()
         sampler = self._make_sampler(params)
         try:
-            n_cached = self._reuse_prefix(prompt_tokens)
-            stats.cached_tokens = n_cached
-            rest = prompt_tokens[n_cached:]
-            if checkpoint_at is not None and n_cached < checkpoint_at < len(prompt_tokens):
-                split = checkpoint_at - n_cached
-                self._decode(rest[:split], logits_last=False)
-                self._save_checkpoint()
-                rest = rest[split:]
-            self._decode(rest, logits_last=True)
+            prefill(stats)
             self._generate_loop(sampler, params, on_piece, stats, t0)
         except _Stopped:
             stats.stopped = True

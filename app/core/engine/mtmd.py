@@ -26,6 +26,7 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -247,6 +248,35 @@ class MediaContext:
             finally:
                 self._mtmd.mtmd_input_chunks_free(chunks)
 
+    @contextlib.contextmanager
+    def prepared(self, prompt: str, media: list[MediaInput]) -> Iterator[PreparedPrompt]:
+        """Tokenize once, then evaluate chunk by chunk (the engine reuses cached chunks)."""
+        with self._lock:
+            chunks = self._tokenize(prompt, media)
+            try:
+                yield PreparedPrompt(self, chunks, self._describe(chunks))
+            finally:
+                self._mtmd.mtmd_input_chunks_free(chunks)
+
+    def _eval_chunk(self, lctx: Any, chunks: Any, index: int, n_past: int, n_batch: int,
+                    logits_last: bool, seq_id: int) -> int:
+        import llama_cpp
+
+        chunk = self._mtmd.mtmd_input_chunks_get(chunks, index)
+        new_n_past = llama_cpp.llama_pos(0)
+        rc = self._mtmd.mtmd_helper_eval_chunk_single(
+            self._require_ctx(), _context_pointer(lctx), chunk, llama_cpp.llama_pos(n_past),
+            llama_cpp.llama_seq_id(seq_id), int(n_batch), bool(logits_last), ctypes.byref(new_n_past),
+        )
+        if rc != 0:
+            detail = _recent_errors()
+            raise ValueError(
+                "The images or audio could not be processed by the model"
+                + (f" ({detail})" if detail else f" (error {rc})")
+                + ". Try again with a different file; if it keeps failing, restart the engine."
+            )
+        return int(new_n_past.value)
+
     def close(self) -> None:
         """Free the libmtmd context (idempotent)."""
         with self._lock:
@@ -375,3 +405,17 @@ class MediaContext:
                 kind: ChunkKind = "image" if kind_id == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE else "audio"
                 out.append(ChunkInfo(kind, int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))))
         return out
+
+
+@dataclass
+class PreparedPrompt:
+    """A tokenized prompt whose chunks (text, image, audio) can be evaluated one by one."""
+
+    owner: MediaContext
+    _chunks: Any
+    infos: list[ChunkInfo]
+
+    def eval_chunk(self, lctx: Any, index: int, n_past: int, n_batch: int, *,
+                   logits_last: bool, seq_id: int = 0) -> int:
+        """Encode (media) or decode (text) chunk `index` at position n_past; returns the new n_past."""
+        return self.owner._eval_chunk(lctx, self._chunks, index, n_past, n_batch, logits_last, seq_id)
