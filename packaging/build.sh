@@ -30,8 +30,11 @@ log "Running PyInstaller (a few minutes on 2 cores)"
 GEMMA_SELFTEST_MODEL_DIR="$PWD/build/selftest" $VPY -m PyInstaller --noconfirm --clean --log-level WARN \
   --distpath dist --workpath build/pyinstaller packaging/gemma-desktop.spec
 
-# Smoke check: the frozen binary starts and knows its version (no Qt, no model).
-dist/GemmaDesktop/GemmaDesktop --version
+# Smoke check: the frozen app runs its own self-test (engine host, tiny model, thinking).
+if [ -z "${GEMMA_BUILD_NO_SMOKE:-}" ]; then
+  log "Self-test of the bundle"
+  GEMMA_DESKTOP_HOME="$(mktemp -d)" dist/GemmaDesktop/GemmaDesktop --self-test --no-audio
+fi
 
 size=$(du -sh dist/GemmaDesktop | cut -f1)
 log "Built dist/GemmaDesktop in $(( $(date +%s) - start )) s; bundle size $size"

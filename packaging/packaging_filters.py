@@ -13,7 +13,9 @@ import re
 # Qt plugins we keep, by folder; a folder not listed here is dropped whole.
 _KEEP_PLUGINS: dict[str, set[str] | None] = {
     "platforms": {"libqxcb.so", "libqoffscreen.so", "libqwayland.so", "libqminimal.so"},
-    "platforminputcontexts": None,  # compose keys and IBus: small, and people type in them
+    # Compose keys and IBus: small, and people type in them (not the virtual keyboard: QML).
+    "platforminputcontexts": {"libcomposeplatforminputcontextplugin.so",
+                              "libibusplatforminputcontextplugin.so"},
     "xcbglintegrations": None,
     "iconengines": {"libqsvgicon.so"},
     "imageformats": {"libqsvg.so", "libqjpeg.so", "libqgif.so", "libqico.so", "libqwebp.so"},
@@ -72,3 +74,35 @@ def keep_data(dest: str) -> bool:
     if plugin is not None:
         return keep_binary(dest)
     return not _DROP_QT_LIBS.search(dest)
+
+
+def _prunable(dest: str) -> bool:
+    """Shared libraries that are only there as someone's dependency (not loaded by name)."""
+    dest = dest.replace("\\", "/")
+    name = dest.rsplit("/", 1)[-1]
+    if name.startswith("libpython") or ".cpython-" in name or ".abi3." in name:
+        return False  # the bootloader loads libpython; extension modules are imported by name
+    return "/" not in dest or dest.startswith("PySide6/Qt/lib/")
+
+
+def prune_orphans(binaries: list[tuple[str, str, str]], needed_by: object) -> tuple[list, list]:
+    """Drop dependency-only libraries that no kept binary needs any more.
+
+    PyInstaller resolves dependencies before our filters run, so the libraries of plugins we
+    dropped (GTK for the GTK theme, OpenSSL for TLS, VA-API for FFmpeg, ...) are still listed.
+    `needed_by(path)` returns the (name, path) pairs a binary loads (PyInstaller's ldd wrapper,
+    which already follows dependencies transitively). Returns (kept, dropped).
+    """
+    needed: set[str] = set()
+    for dest, src, _kind in binaries:
+        if not _prunable(dest):
+            try:
+                needed.update(name for name, _path in needed_by(src))  # type: ignore[operator]
+            except Exception:  # noqa: BLE001 - an unreadable binary keeps everything (safe side)
+                return binaries, []
+    kept, dropped = [], []
+    for entry in binaries:
+        dest = entry[0]
+        name = dest.replace("\\", "/").rsplit("/", 1)[-1]
+        (dropped if _prunable(dest) and name not in needed else kept).append(entry)
+    return kept, dropped

@@ -7,7 +7,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, QUrl, qVersion
 from PySide6.QtWidgets import (
     QDialog,
@@ -61,7 +60,7 @@ def component_versions() -> list[tuple[str, str]]:
     """What the app runs on, for bug reports (llama.cpp is read from metadata, not imported)."""
     return [
         ("Qt", qVersion()),
-        ("PySide6", pyside_version),
+        ("PySide6", _version_of("PySide6")),
         ("llama-cpp-python", _version_of("llama_cpp_python")),
         ("Python", sys.version.split()[0]),
     ]
