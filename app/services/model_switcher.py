@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,10 @@ class ModelSwitcher(QObject):
     def _load(self, request: LoadRequest) -> None:
         # A fresh host every time: a host that failed to load may hold half-allocated memory.
         self._client.shutdown()
+        # The old host's reader may already have queued its "exited" for the client; delivered
+        # after the new host starts, the client would take it for a crash of the new one.
+        if isinstance(self._client, QObject):
+            QCoreApplication.removePostedEvents(self._client, QEvent.Type.MetaCall)
         self._client.load_model(**{k: v for k, v in asdict(request).items()})
 
     def _on_client_generation_ended(self, *_args: object) -> None:
