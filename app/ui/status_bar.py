@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QWidget
 
 
 class ChatStatusBar(QStatusBar):
@@ -23,6 +23,8 @@ class ChatStatusBar(QStatusBar):
         self.progress.setVisible(False)
         self.addWidget(self.progress)
         self.message_label = QLabel(self)
+        # A long notice must not squeeze the stats on the right: it gets whatever room is left.
+        self.message_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.addWidget(self.message_label, 1)
 
         self.speed_label = QLabel(self)
