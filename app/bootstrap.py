@@ -26,6 +26,10 @@ def main(argv: list[str]) -> int:
         from app.core.engine.host import run_host
 
         return run_host()
+    if argv[:1] == ["--probe-devices"]:  # the device probe's child process, frozen or not
+        from app.core.hardware.devices import main as probe_main
+
+        return probe_main()
     from app.cli import COMMANDS
 
     if argv and argv[0] in COMMANDS:
