@@ -217,7 +217,9 @@ def test_memory_label_follows_context_and_gpu_layers(qtbot, model_270m):
     long = page.memory_label.text()
     assert short != long and "the context" in long
     assert page.gpu_layers.value() == page.selected_facts().n_layer + 1  # auto: everything fits
+    assert page.gpu_layers.isReadOnly()  # automatic: shown, not editable
     page.gpu_auto.setChecked(False)
+    assert not page.gpu_layers.isReadOnly()
     page.gpu_layers.setValue(0)
     assert "0.0 GB of it on the GPU" in page.memory_label.text() or "MB of it on the GPU" in (
         page.memory_label.text())

@@ -23,6 +23,7 @@ class AppearancePage(SettingsPage):
         section(layout, "THEME")
         rows = form(layout)
         theme_row = QHBoxLayout()
+        theme_row.setSpacing(22)
         self.theme_group = QButtonGroup(self)
         self.theme_buttons: dict[str, QRadioButton] = {}
         for key, label in THEME_LABELS:

@@ -147,6 +147,20 @@ _QSS = """
     background: $surface; color: $text_muted; border: none; border-bottom: 1px solid $border;
     padding: 4px 6px; font-size: ${fs_small}pt;
 }
+#SettingsDialog QCheckBox::indicator, #SettingsDialog QRadioButton::indicator {
+    width: 15px; height: 15px; border: 1px solid $text_faint; background: $input_bg;
+}
+#SettingsDialog QCheckBox::indicator { border-radius: 4px; }
+#SettingsDialog QRadioButton::indicator { border-radius: 8px; }
+#SettingsDialog QCheckBox::indicator:checked {
+    background: $accent; border-color: $accent; image: url("$check_icon");
+}
+#SettingsDialog QRadioButton::indicator:checked {
+    background: $accent_text; border: 5px solid $accent; width: 7px; height: 7px;
+}
+#SettingsDialog QCheckBox::indicator:focus, #SettingsDialog QRadioButton::indicator:focus {
+    border-color: $accent;
+}
 #SwitchProgress { background: $border; border: none; border-radius: 3px; max-height: 6px; }
 #SwitchProgress::chunk { background: $accent; border-radius: 3px; }
 """
@@ -159,4 +173,18 @@ def dialog_stylesheet(scheme: str | None = None, text_scale: float = 1.0) -> str
     colors = theme.palette_colors(scheme or current_scheme())
     base = theme.BASE_POINT_SIZE * max(0.7, min(2.0, text_scale))
     sizes = {"fs_small": f"{base * 0.9:.1f}", "fs_title": f"{base * 1.55:.1f}"}
-    return Template(_QSS).substitute({**colors, **sizes})
+    icons = {"check_icon": _check_icon(colors["accent_text"])}
+    return Template(_QSS).substitute({**colors, **sizes, **icons})
+
+
+def _check_icon(color: str) -> str:
+    """A tick in `color` as an SVG file (QSS images are files; the shipped icon is currentColor)."""
+    from app.core import paths
+
+    path = paths.cache_dir() / f"settings-check-{color.lstrip('#')}.svg"
+    if not path.exists():
+        path.write_text(
+            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" '
+            f'stroke="{color}" stroke-width="3" stroke-linecap="round" stroke-linejoin="round">'
+            '<path d="m5 12.5 4.5 4.5L19 7.5"/></svg>', "utf-8")
+    return path.as_posix()

@@ -99,6 +99,7 @@ class ModelPage(SettingsPage):
         self.ctx_combo.setToolTip("How much of the conversation the model can see at once")
         rows.addRow("Context length", self.ctx_combo)
         gpu_row = QHBoxLayout()
+        gpu_row.setSpacing(14)
         self.gpu_auto = QCheckBox("Automatic")
         self.gpu_auto.setAccessibleName("Choose GPU layers automatically")
         self.gpu_layers = QSpinBox()
@@ -155,7 +156,7 @@ class ModelPage(SettingsPage):
         self.model_list.blockSignals(False)
         self._fill_contexts(settings.n_ctx)
         self.gpu_auto.setChecked(settings.n_gpu_layers is None)
-        self.gpu_layers.setEnabled(settings.n_gpu_layers is not None)
+        self._set_gpu_manual(settings.n_gpu_layers is not None)
         if settings.n_gpu_layers is not None:
             self.gpu_layers.setValue(settings.n_gpu_layers if settings.n_gpu_layers >= 0 else 999)
         self.thinking.setChecked(settings.enable_thinking)
@@ -333,6 +334,13 @@ class ModelPage(SettingsPage):
                 " or fewer GPU layers." if self._machine.has_gpu else " or a smaller model.")
         self.memory_label.setText(text)
 
+    def _set_gpu_manual(self, manual: bool) -> None:
+        # Read-only rather than disabled: the automatic choice stays legible (and readable by a
+        # screen reader), it just cannot be edited.
+        self.gpu_layers.setReadOnly(not manual)
+        self.gpu_layers.setButtonSymbols(QSpinBox.ButtonSymbols.UpDownArrows if manual
+                                         else QSpinBox.ButtonSymbols.NoButtons)
+
     def _refresh_items(self) -> None:
         for i in range(self.model_list.count()):
             item = self.model_list.item(i)
@@ -369,7 +377,7 @@ class ModelPage(SettingsPage):
             self.add_model(path)
 
     def _on_gpu_auto_toggled(self, checked: bool) -> None:
-        self.gpu_layers.setEnabled(not checked)
+        self._set_gpu_manual(not checked)
         self._update_memory()
 
     def _on_memory_inputs_changed(self, *_args: object) -> None:

@@ -110,6 +110,8 @@ class StoragePage(SettingsPage):
     def load(self, settings: Settings) -> None:
         self.models_dir.setText(settings.models_dir or str(self._models_root))
         self.data_dir.setText(settings.data_dir or str(self._data_root))
+        for line in (self.models_dir, self.data_dir):
+            line.setToolTip(line.text())  # long paths show their tail; the tooltip has all of it
 
     def store(self, settings: Settings) -> None:
         models, data = self.models_dir.text().strip(), self.data_dir.text().strip()
