@@ -14,6 +14,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from app.core.storage.settings import PRESETS
+from app.ui.branch_switcher import branch_positions, sibling_at
 from app.ui.chat_view import ChatView
 from app.ui.messages import AssistantMessageWidget
 
@@ -65,12 +67,15 @@ class ChatController(QObject):
         self._gen: _Generation | None = None
         self._model_name = ""
         self._search = ""
+        self._hits: dict[Any, Any] = {}  # conversation id -> best matching message id
         client.sig_delta.connect(self._on_client_delta)
         client.sig_finished.connect(self._on_client_finished)
         client.sig_failed.connect(self._on_client_failed)
         client.sig_engine_crashed.connect(self._on_client_engine_crashed)
         client.sig_loaded.connect(self._on_client_loaded)
         view.sig_regenerate_requested.connect(self._on_view_regenerate_requested)
+        view.sig_edit_submitted.connect(self.edit_and_resend)
+        view.sig_branch_step_requested.connect(self.step_branch)
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -96,7 +101,8 @@ class ChatController(QObject):
             seen: dict[Any, Any] = {}
             for hit in self._store.search(self._search):
                 if hit.conversation_id not in seen:
-                    seen[hit.conversation_id] = _Row(hit.conversation_id, hit.title)
+                    seen[hit.conversation_id] = _Row(hit.conversation_id, hit.title, hit.snippet)
+                    self._hits[hit.conversation_id] = hit.message_id
             rows: list[Any] = list(seen.values())
         else:
             rows = list(self._store.list_conversations())
@@ -104,6 +110,7 @@ class ChatController(QObject):
 
     def set_search(self, query: str) -> None:
         self._search = query.strip()
+        self._hits = {}
         self.refresh_conversations()
 
     def new_conversation(self) -> None:
@@ -116,6 +123,7 @@ class ChatController(QObject):
 
     def open_conversation(self, conversation_id: Any) -> None:
         if conversation_id == self._conversation_id and not self._view.is_empty():
+            self._reveal_search_hit(conversation_id)
             return
         try:
             conversation = self._store.get_conversation(conversation_id)
@@ -136,7 +144,9 @@ class ChatController(QObject):
                 gen.widget.append_answer("".join(gen.answer))
         else:
             self._view.load_thread(thread)
+        self._show_branches()
         self.sig_conversation_opened.emit(conversation_id, conversation.title)
+        self._reveal_search_hit(conversation_id)
 
     def rename_conversation(self, conversation_id: Any, title: str) -> None:
         conversation = self._store.rename_conversation(conversation_id, title)
@@ -197,6 +207,38 @@ class ChatController(QObject):
         self._start(self._conversation_id, placeholder.parent_id, placeholder.id, widget)
         return True
 
+    def edit_and_resend(self, user_message_id: Any, text: str) -> bool:
+        """Send a new version of an earlier user message; the old branch stays (‹ 1/2 ›)."""
+        text = text.strip()
+        if self._gen is not None or self._conversation_id is None or not text:
+            return False
+        if not self._model_loaded():
+            self.sig_error.emit(NO_MODEL_MESSAGE)
+            return False
+        user, placeholder = self._session.edit_and_resend(user_message_id, text,
+                                                          model=self._model_name or None)
+        thread = self._store.thread(self._conversation_id, user.id)
+        self._view.load_thread(thread)
+        widget = self._view.add_assistant_message(self._model_name, placeholder.id)
+        self._view.update_regenerate_button(False)
+        self._start(self._conversation_id, user.id, placeholder.id, widget)
+        return True
+
+    def step_branch(self, message_id: Any, step: int) -> bool:
+        """Show the previous/next version of a message and the thread below it."""
+        gen = self._gen
+        if self._conversation_id is None or (gen is not None
+                                             and gen.conversation_id == self._conversation_id):
+            return False  # the branch being written must stay on screen
+        target = sibling_at(self._store.siblings(message_id), message_id, step)
+        if target is None:
+            return False
+        self._store.select_branch(target.id)
+        self._view.load_thread(self._store.thread(self._conversation_id))
+        self._show_branches()
+        self._view.reveal_message(target.id, highlight=False)
+        return True
+
     def stop(self) -> None:
         """Stop now; the partial answer is kept and marked stopped when the engine confirms."""
         if self._gen is not None:
@@ -212,13 +254,37 @@ class ChatController(QObject):
         info = getattr(self._client, "model_info", None)
         return info is not None or bool(self._model_name)
 
-    def _params(self) -> dict[str, Any]:
+    def _params(self, conversation_id: Any = None) -> dict[str, Any]:
         params: dict[str, Any] = {}
         for name in GENERATION_PARAMS:
             value = getattr(self._settings, name, None)
             if value is not None:
                 params[name] = value
+        # A preset chosen for this conversation wins over the sampling values of the settings.
+        if conversation_id is not None:
+            preset = getattr(self._store.get_conversation(conversation_id), "preset", None)
+            params.update(PRESETS.get(preset or "", {}))
         return params
+
+    def _show_branches(self) -> None:
+        if self._conversation_id is None:
+            return
+        thread = self._store.thread(self._conversation_id)
+        self._view.set_branches(branch_positions(self._store.messages(self._conversation_id),
+                                                 thread))
+
+    def _reveal_search_hit(self, conversation_id: Any) -> None:
+        message_id = self._hits.get(conversation_id) if self._search else None
+        if message_id is None:
+            return
+        if self._view.message_widget(message_id) is None:
+            gen = self._gen
+            if gen is not None and gen.conversation_id == conversation_id:
+                return  # the hit is on another branch, and this one is being written
+            self._store.select_branch(message_id)  # the hit is on another branch: show that one
+            self._view.load_thread(self._store.thread(conversation_id))
+            self._show_branches()
+        self._view.reveal_message(message_id)
 
     def _start(self, conversation_id: Any, leaf_id: Any, message_id: Any,
                widget: AssistantMessageWidget) -> None:
@@ -226,9 +292,10 @@ class ChatController(QObject):
         messages = self._session.engine_messages(
             conversation_id, leaf_id, getattr(self._settings, "system_prompt", "") or "")
         self._gen = _Generation(conversation_id, message_id, widget)
+        self._show_branches()
         enable_thinking = bool(getattr(self._settings, "enable_thinking", False))
         try:
-            self._client.generate(messages, enable_thinking, self._params())
+            self._client.generate(messages, enable_thinking, self._params(conversation_id))
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is not running
             log.exception("generate failed to start")
             self._finish("error", {}, error=f"Could not start the answer: {exc}. Restart the engine "
@@ -260,6 +327,7 @@ class ChatController(QObject):
         if gen.widget is not None:
             gen.widget.finish(status, stats, seconds, error)
             self._view.update_regenerate_button(True)
+            self._show_branches()
         self.sig_busy_changed.emit(False)
         self.sig_generation_finished.emit(stats)
         self.refresh_conversations()
@@ -308,3 +376,4 @@ class _Row:
 
     id: Any
     title: str
+    snippet: str = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -23,6 +23,7 @@ from app.ui import theme
 from app.ui.messages import AssistantMessageWidget, UserMessageWidget
 
 COLUMN_MAX_WIDTH = 800
+HIGHLIGHT_MS = 2500  # how long a search hit stays tinted
 # Within this many pixels of the bottom counts as "at the bottom": keep following.
 FOLLOW_SLACK_PX = 32
 
@@ -98,6 +99,8 @@ class ChatView(QWidget):
     """Empty state or the messages of one conversation, centred in a readable column."""
 
     sig_regenerate_requested = Signal(object)  # assistant message id
+    sig_edit_submitted = Signal(object, str)  # user message id, new text
+    sig_branch_step_requested = Signal(object, int)  # message id, -1 | +1
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -162,12 +165,15 @@ class ChatView(QWidget):
     def add_user_message(self, text: str, message_id: Any = None) -> UserMessageWidget:
         widget = UserMessageWidget(text, message_id, self.column)
         widget.set_max_bubble_width(self._bubble_width())
+        widget.sig_edit_submitted.connect(self.sig_edit_submitted)
+        widget.sig_branch_step_requested.connect(self.sig_branch_step_requested)
         self._append(widget)
         return widget
 
     def add_assistant_message(self, model: str = "", message_id: Any = None) -> AssistantMessageWidget:
         widget = AssistantMessageWidget(model, message_id, self.column)
         widget.sig_regenerate_requested.connect(self.sig_regenerate_requested)
+        widget.sig_branch_step_requested.connect(self.sig_branch_step_requested)
         self._append(widget)
         return widget
 
@@ -211,6 +217,38 @@ class ChatView(QWidget):
                 widget.set_regenerate_visible(enabled and widget is last
                                               and widget is self._messages[-1])
 
+    def message_widget(self, message_id: Any) -> QWidget | None:
+        return next((w for w in self._messages if getattr(w, "message_id", None) == message_id),
+                    None)
+
+    def set_branches(self, positions: dict[Any, tuple[int, int]]) -> None:
+        """‹ i/n › on every message with other versions ({message id: (i, n)}), none elsewhere."""
+        for widget in self._messages:
+            index, count = positions.get(getattr(widget, "message_id", None), (1, 1))
+            widget.set_branch(index, count)  # type: ignore[attr-defined]
+
+    def reveal_message(self, message_id: Any, highlight: bool = True) -> QWidget | None:
+        """Scroll a message into view (and stop following the bottom); briefly tint it."""
+        widget = self.message_widget(message_id)
+        if widget is None:
+            return None
+        self._follow = False
+        # Heights of rendered Markdown settle over a few event-loop turns: aim again after them.
+        for delay in (0, 60, 250):
+            QTimer.singleShot(delay, widget, lambda w=widget: self._scroll_to(w))
+        if highlight:
+            widget.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+            widget.setProperty("searchHit", True)
+            tint = theme.color("accent_soft")
+            widget.setStyleSheet(f'*[searchHit="true"] {{ background: {tint}; border-radius: 10px; }}')
+            QTimer.singleShot(HIGHLIGHT_MS, widget, lambda w=widget: _unhighlight(w))
+        return widget
+
+    def _scroll_to(self, widget: QWidget) -> None:
+        self._programmatic = True
+        self.scroll_area.ensureWidgetVisible(widget, 0, 48)
+        self._programmatic = False
+
     def scroll_to_bottom(self) -> None:
         self._follow = True
         bar = self.scroll_area.verticalScrollBar()
@@ -253,3 +291,8 @@ class ChatView(QWidget):
             return
         bar = self.scroll_area.verticalScrollBar()
         self._follow = value >= bar.maximum() - FOLLOW_SLACK_PX
+
+
+def _unhighlight(widget: QWidget) -> None:
+    widget.setProperty("searchHit", False)
+    widget.setStyleSheet("")

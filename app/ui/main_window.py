@@ -20,11 +20,13 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, __version__
-from app.ui import theme
+from app.ui import shortcuts, theme
 from app.ui.banner import NoticeBanner
 from app.ui.chat_controller import NO_MODEL_MESSAGE, ChatController
 from app.ui.chat_view import ChatView
 from app.ui.composer import ComposerWidget
+from app.ui.conversation_actions import ConversationActions
+from app.ui.settings_wiring import SettingsWiring
 from app.ui.sidebar import SidebarPane
 from app.ui.status_bar import ChatStatusBar
 
@@ -83,8 +85,15 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
 
         self.controller = ChatController(settings, store, session, client, self.chat_view, self)
+        self.conversation_actions = ConversationActions(store, settings, self)
         self._build_menus()
         self._wire()
+        # After _wire: on a failed switch the window's own load handlers run first, then the
+        # switcher's (its "previous model is back" message is the one left on screen).
+        self.settings_wiring = SettingsWiring(self, settings, client)
+        self._wire_conversation_tools()
+        shortcuts.label_window(self)
+        shortcuts.window_tab_order(self)
         self.composer.set_thinking(bool(getattr(settings, "enable_thinking", False)))
         self.composer.set_send_with_ctrl_enter(bool(getattr(settings, "send_with_ctrl_enter", False)))
         info = getattr(client, "model_info", None)
@@ -103,6 +112,14 @@ class MainWindow(QMainWindow):
         self.new_chat_action.triggered.connect(self.controller.new_conversation)
         self.open_model_action = file_menu.addAction("Open model…", QKeySequence.StandardKey.Open)
         self.open_model_action.triggered.connect(self._on_open_model_triggered)
+        file_menu.addSeparator()
+        self.import_action = file_menu.addAction("Import conversation…", shortcuts.key("import"))
+        self.export_action = file_menu.addAction("Export conversation…", shortcuts.key("export"))
+        self.conversation_settings_action = file_menu.addAction(
+            "Conversation settings…", shortcuts.key("conversation_settings"))
+        file_menu.addSeparator()
+        self.settings_action = file_menu.addAction("Settings…", shortcuts.key("settings"))
+        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("Quit", QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -133,6 +150,8 @@ class MainWindow(QMainWindow):
             self.sidebar.focus_search)
 
         help_menu = bar.addMenu("&Help")
+        help_menu.addAction("Keyboard shortcuts").triggered.connect(
+            lambda: QMessageBox.information(self, "Keyboard shortcuts", shortcuts.overview_html()))
         help_menu.addAction("About Gemma Desktop").triggered.connect(self._on_about_triggered)
 
         stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
@@ -161,6 +180,28 @@ class MainWindow(QMainWindow):
         cl.sig_loaded.connect(self._on_client_loaded)
         cl.sig_load_failed.connect(self._on_client_load_failed)
         cl.sig_engine_crashed.connect(self._on_client_engine_crashed)
+
+    def _wire_conversation_tools(self) -> None:
+        actions, c = self.conversation_actions, self.controller
+        self.settings_action.triggered.connect(lambda: self.settings_wiring.open_dialog())
+        self.import_action.triggered.connect(actions.import_)
+        self.export_action.triggered.connect(lambda: actions.export(c.conversation_id))
+        self.conversation_settings_action.triggered.connect(
+            lambda: actions.edit_overrides(c.conversation_id))
+        self.sidebar.sig_export_requested.connect(actions.export)
+        self.sidebar.sig_overrides_requested.connect(actions.edit_overrides)
+        actions.sig_imported.connect(self._on_conversation_actions_imported)
+        actions.sig_exported.connect(
+            lambda path: self.status.set_message(f"Exported to {path}"))
+        actions.sig_overrides_changed.connect(
+            lambda _cid: self.status.set_message("This conversation's settings were saved"))
+        actions.sig_failed.connect(lambda message: self.banner.show_notice(
+            "Couldn't finish that", message))
+
+    def _on_conversation_actions_imported(self, conversation_id: Any) -> None:
+        self.controller.refresh_conversations()
+        self.controller.open_conversation(conversation_id)
+        self.status.set_message("Conversation imported")
 
     # ---- public -----------------------------------------------------------------------------
 
@@ -297,6 +338,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.controller.stop()
+        self.settings_wiring.shutdown()
+        self.conversation_actions.wait()
         super().closeEvent(event)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui import theme
+from app.ui.branch_switcher import BranchSwitcherWidget, MessageEditorWidget
 from app.ui.markdown_view import AnswerView
 from app.ui.thinking_block import ThinkingBlock
 
@@ -51,24 +52,35 @@ def format_stats(stats: dict[str, Any]) -> str:
 
 
 class UserMessageWidget(QWidget):
-    """The user's message: a tinted bubble on the right; Copy appears on hover."""
+    """The user's message: a tinted bubble on the right; Edit and Copy appear on hover or focus."""
+
+    sig_edit_submitted = Signal(object, str)  # message id, new text
+    sig_branch_step_requested = Signal(object, int)  # message id, -1 | +1
 
     def __init__(self, text: str, message_id: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.message_id = message_id
         self._text = text
+        self.editor: MessageEditorWidget | None = None
         row = QHBoxLayout(self)
+        self._row = row
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)
         row.addStretch(1)
-        # Copy sits left of the bubble and shows on hover; its space is kept so nothing moves.
+        self.branch_switcher = BranchSwitcherWidget(self)
+        self.branch_switcher.sig_step_requested.connect(
+            lambda step: self.sig_branch_step_requested.emit(self.message_id, step))
+        row.addWidget(self.branch_switcher, 0, Qt.AlignmentFlag.AlignBottom)
+        # Edit and Copy sit left of the bubble; their icons show on hover (or keyboard focus),
+        # the buttons stay in place so Tab still reaches them and nothing moves.
+        self.edit_button = _action_button(self, "rename", "Edit message")
+        self.edit_button.clicked.connect(self.start_edit)
+        row.addWidget(self.edit_button, 0, Qt.AlignmentFlag.AlignBottom)
         self.copy_button = _action_button(self, "copy", "Copy message")
         self.copy_button.clicked.connect(self._on_copy_clicked)
-        sp = self.copy_button.sizePolicy()
-        sp.setRetainSizeWhenHidden(True)
-        self.copy_button.setSizePolicy(sp)
-        self.copy_button.setVisible(False)
         row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignBottom)
+        for button in (self.edit_button, self.copy_button):
+            button.installEventFilter(self)
         self.bubble = QFrame(self)
         self.bubble.setObjectName("UserBubble")
         bubble_layout = QVBoxLayout(self.bubble)
@@ -82,10 +94,39 @@ class UserMessageWidget(QWidget):
         bubble_layout.addWidget(self.label)
         self.bubble.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
         row.addWidget(self.bubble)
+        self._show_actions(False)
 
     @property
     def text(self) -> str:
         return self._text
+
+    def set_branch(self, index: int, count: int) -> None:
+        """Show ‹ index/count › when this message has other versions."""
+        self.branch_switcher.set_position(index, count)
+
+    def start_edit(self) -> None:
+        """Swap the bubble for an editor; sending it asks for a new version of this message."""
+        if self.editor is not None:
+            return
+        self.editor = MessageEditorWidget(self._text, self)
+        self.editor.sig_submitted.connect(
+            lambda text: self.sig_edit_submitted.emit(self.message_id, text))
+        self.editor.sig_cancelled.connect(self.cancel_edit)
+        for widget in (self.bubble, self.edit_button, self.copy_button, self.branch_switcher):
+            widget.setVisible(False)
+        self._row.addWidget(self.editor, 6)
+        self.editor.focus()
+
+    def cancel_edit(self) -> None:
+        if self.editor is None:
+            return
+        self.editor.deleteLater()
+        self.editor = None
+        for widget in (self.bubble, self.edit_button, self.copy_button):
+            widget.setVisible(True)
+        self.branch_switcher.setVisible(self.branch_switcher.count > 1)
+        self._show_actions(False)
+        self.edit_button.setFocus()
 
     def set_max_bubble_width(self, width: int) -> None:
         # A word-wrapped QLabel guesses its width badly; measure the text and fix the width so
@@ -96,14 +137,27 @@ class UserMessageWidget(QWidget):
         self.label.setFixedWidth(max(8, min(natural + 4, width - 32)))
 
     def refresh_icons(self) -> None:
-        self.copy_button.setIcon(theme.icon("copy", "text_muted", 16))
+        self._show_actions(self._actions_shown)
+
+    def _show_actions(self, shown: bool) -> None:
+        self._actions_shown = shown
+        for button in (self.edit_button, self.copy_button):
+            name = str(button.property("icon_name"))
+            button.setIcon(theme.icon(name, "text_muted", 16) if shown else QIcon())
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Enter:
-            self.copy_button.setVisible(True)
+            self._show_actions(True)
         elif event.type() == QEvent.Type.Leave:
-            self.copy_button.setVisible(False)
+            self._show_actions(self.edit_button.hasFocus() or self.copy_button.hasFocus())
         return super().event(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.FocusIn:
+            self._show_actions(True)
+        elif event.type() == QEvent.Type.FocusOut:
+            self._show_actions(self.underMouse())
+        return super().eventFilter(watched, event)
 
     def _on_copy_clicked(self) -> None:
         QGuiApplication.clipboard().setText(self._text)
@@ -114,6 +168,7 @@ class AssistantMessageWidget(QWidget):
 
     sig_regenerate_requested = Signal(object)  # message id
     sig_thinking_toggled = Signal(bool)
+    sig_branch_step_requested = Signal(object, int)  # message id, -1 | +1
 
     def __init__(self, model: str = "", message_id: Any = None,
                  parent: QWidget | None = None) -> None:
@@ -158,6 +213,10 @@ class AssistantMessageWidget(QWidget):
         foot = QHBoxLayout()
         foot.setContentsMargins(0, 0, 0, 0)
         foot.setSpacing(2)
+        self.branch_switcher = BranchSwitcherWidget(self)
+        self.branch_switcher.sig_step_requested.connect(
+            lambda step: self.sig_branch_step_requested.emit(self.message_id, step))
+        foot.addWidget(self.branch_switcher)
         self.copy_button = _action_button(self, "copy", "Copy answer (Markdown)")
         self.copy_button.clicked.connect(self._on_copy_clicked)
         foot.addWidget(self.copy_button)
@@ -243,6 +302,10 @@ class AssistantMessageWidget(QWidget):
 
     def set_regenerate_visible(self, visible: bool) -> None:
         self.regenerate_button.setVisible(visible)
+
+    def set_branch(self, index: int, count: int) -> None:
+        """Show ‹ index/count › when this answer has other versions (regenerated or edited)."""
+        self.branch_switcher.set_position(index, count)
 
     def refresh_icons(self) -> None:
         self.avatar.setPixmap(theme.icon("sparkle", "accent", 18).pixmap(18, 18))

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from app.ui import theme
 
 ID_ROLE = Qt.ItemDataRole.UserRole
+TITLE_ROLE = Qt.ItemDataRole.UserRole + 1  # the title alone (a search result's text adds a snippet)
 SEARCH_DEBOUNCE_MS = 200
 
 
@@ -34,6 +35,8 @@ class SidebarPane(QWidget):
     sig_rename_requested = Signal(object, str)  # id, new title
     sig_delete_requested = Signal(object)  # id
     sig_search_changed = Signal(str)
+    sig_overrides_requested = Signal(object)  # id: per-conversation system prompt / preset
+    sig_export_requested = Signal(object)  # id
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,10 +101,14 @@ class SidebarPane(QWidget):
             self.list.clear()
             for conversation in conversations:
                 title = getattr(conversation, "title", "") or "New chat"
-                item = QListWidgetItem(title)
+                snippet = " ".join(str(getattr(conversation, "snippet", "") or "").split())
+                # A search result shows where it matched; its two-line text is not renamed in place.
+                item = QListWidgetItem(f"{title}\n{snippet}" if snippet else title)
                 item.setData(ID_ROLE, conversation.id)
-                item.setToolTip(title)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+                item.setData(TITLE_ROLE, title)
+                item.setToolTip(f"{title}\n{snippet}" if snippet else title)
+                if not snippet:
+                    item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
                 self.list.addItem(item)
                 if current_id is not None and conversation.id == current_id:
                     self.list.setCurrentItem(item)
@@ -116,7 +123,8 @@ class SidebarPane(QWidget):
         return [self.list.item(i).data(ID_ROLE) for i in range(self.list.count())]
 
     def titles(self) -> list[str]:
-        return [self.list.item(i).text() for i in range(self.list.count())]
+        return [self.list.item(i).data(TITLE_ROLE) or self.list.item(i).text()
+                for i in range(self.list.count())]
 
     def select(self, conversation_id: Any) -> None:
         """Highlight a conversation without asking to open it."""
@@ -140,7 +148,7 @@ class SidebarPane(QWidget):
 
     def request_delete(self, conversation_id: Any = None) -> None:
         item = self._item_for(conversation_id) if conversation_id is not None else self.list.currentItem()
-        if item is not None and self.confirm_delete(item.text()):
+        if item is not None and self.confirm_delete(item.data(TITLE_ROLE) or item.text()):
             self.sig_delete_requested.emit(item.data(ID_ROLE))
 
     def confirm_delete(self, title: str) -> bool:
@@ -191,8 +199,15 @@ class SidebarPane(QWidget):
         rename.setShortcut("F2")
         delete = menu.addAction(theme.icon("trash", "danger", 16), "Delete")
         delete.setShortcut("Del")
+        menu.addSeparator()
+        overrides = menu.addAction("Conversation settings…")
+        export = menu.addAction("Export…")
         chosen = menu.exec(self.list.viewport().mapToGlobal(pos))
-        if chosen is rename:
+        if chosen is overrides:
+            self.sig_overrides_requested.emit(conversation_id)
+        elif chosen is export:
+            self.sig_export_requested.emit(conversation_id)
+        elif chosen is rename:
             self.start_rename(conversation_id)
         elif chosen is delete:
             self.request_delete(conversation_id)
