@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 from app.core.storage.settings import PRESETS
 from app.ui.branch_switcher import branch_positions, sibling_at
 from app.ui.chat_view import ChatView
+from app.ui.media_controller import with_image_detail
 from app.ui.messages import AssistantMessageWidget
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class ChatController(QObject):
         if new:  # the session titled it after the first message
             title = self._store.get_conversation(conversation_id).title
             self.sig_conversation_opened.emit(conversation_id, title)
-        self._view.add_user_message(user_msg.content, user_msg.id)
+        self._view.add_user_message(user_msg.content, user_msg.id, user_msg.attachments)
         self._view.update_regenerate_button(False)
         widget = self._view.add_assistant_message(self._model_name, placeholder.id)
         self._start(conversation_id, user_msg.id, placeholder.id, widget)
@@ -291,6 +292,7 @@ class ChatController(QObject):
         # The session applies the conversation's own system prompt over the settings' one.
         messages = self._session.engine_messages(
             conversation_id, leaf_id, getattr(self._settings, "system_prompt", "") or "")
+        messages = with_image_detail(messages, getattr(self._settings, "image_detail", None))
         self._gen = _Generation(conversation_id, message_id, widget)
         self._show_branches()
         enable_thinking = bool(getattr(self._settings, "enable_thinking", False))

@@ -162,8 +162,10 @@ class ChatView(QWidget):
         self._follow = True
         self._stack.setCurrentWidget(self.empty_state)
 
-    def add_user_message(self, text: str, message_id: Any = None) -> UserMessageWidget:
+    def add_user_message(self, text: str, message_id: Any = None,
+                         attachments: Any = ()) -> UserMessageWidget:
         widget = UserMessageWidget(text, message_id, self.column)
+        widget.set_attachments(attachments)
         widget.set_max_bubble_width(self._bubble_width())
         widget.sig_edit_submitted.connect(self.sig_edit_submitted)
         widget.sig_branch_step_requested.connect(self.sig_branch_step_requested)
@@ -183,7 +185,8 @@ class ChatView(QWidget):
         for message in messages:
             role = getattr(message, "role", "")
             if role == "user":
-                self.add_user_message(getattr(message, "content", ""), getattr(message, "id", None))
+                self.add_user_message(getattr(message, "content", ""), getattr(message, "id", None),
+                                      getattr(message, "attachments", ()))
             elif role in ("assistant", "model"):
                 widget = self.add_assistant_message(getattr(message, "model", "") or "",
                                                     getattr(message, "id", None))

@@ -35,6 +35,7 @@ class ComposerWidget(QWidget):
         super().__init__(parent)
         self._generating = False
         self._ctrl_enter_sends = False
+        self._has_attachments = False  # images/clips alone may be sent without text
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 6, 24, 8)
         outer.setSpacing(6)
@@ -129,6 +130,11 @@ class ComposerWidget(QWidget):
         self._generating = generating
         self._update_send_button()
 
+    def set_has_attachments(self, has: bool) -> None:
+        """Attachments waiting in the composer make Send available even without text."""
+        self._has_attachments = has
+        self._update_send_button()
+
     def set_send_with_ctrl_enter(self, enabled: bool) -> None:
         """Ctrl+Enter sends and Enter adds a line (for people who write long messages)."""
         self._ctrl_enter_sends = enabled
@@ -181,14 +187,14 @@ class ComposerWidget(QWidget):
             button.setIcon(theme.icon("send", "accent_text", 20))
             button.setToolTip("Send (Ctrl+Enter)" if self._ctrl_enter_sends else "Send (Enter)")
             button.setAccessibleName("Send")
-            button.setEnabled(bool(self.text().strip()))
+            button.setEnabled(bool(self.text().strip()) or self._has_attachments)
         # A dynamic property only restyles after the style is re-polished.
         button.style().unpolish(button)
         button.style().polish(button)
 
     def _send(self) -> None:
         text = self.text().strip()
-        if not text or self._generating:
+        if (not text and not self._has_attachments) or self._generating:
             return
         self.input.clear()
         self.sig_send_requested.emit(text)
@@ -221,7 +227,7 @@ class ComposerWidget(QWidget):
     def _on_input_text_changed(self) -> None:
         self._fit_input_height()
         if not self._generating:
-            self.send_button.setEnabled(bool(self.text().strip()))
+            self.send_button.setEnabled(bool(self.text().strip()) or self._has_attachments)
 
     def _on_send_button_clicked(self) -> None:
         if self._generating:

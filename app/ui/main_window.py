@@ -26,6 +26,7 @@ from app.ui.chat_controller import NO_MODEL_MESSAGE, ChatController
 from app.ui.chat_view import ChatView
 from app.ui.composer import ComposerWidget
 from app.ui.conversation_actions import ConversationActions
+from app.ui.media_controller import MediaController
 from app.ui.settings_wiring import SettingsWiring
 from app.ui.sidebar import SidebarPane
 from app.ui.status_bar import ChatStatusBar
@@ -85,6 +86,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
 
         self.controller = ChatController(settings, store, session, client, self.chat_view, self)
+        # Images, audio files and the microphone (drop/paste/pick, recording, transcription).
+        self.media = MediaController(settings, client, self.composer, self.banner, self.status, self)
         self.conversation_actions = ConversationActions(store, settings, self)
         self._build_menus()
         self._wire()
@@ -156,6 +159,7 @@ class MainWindow(QMainWindow):
 
         stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         stop.activated.connect(self.controller.stop)
+        stop.activated.connect(self.media.cancel_recording)
         copy_last = QShortcut(QKeySequence("Ctrl+Shift+C"), self)
         copy_last.activated.connect(self._on_copy_last_activated)
 
@@ -164,6 +168,7 @@ class MainWindow(QMainWindow):
         comp.sig_send_requested.connect(self._on_composer_send_requested)
         comp.sig_stop_requested.connect(c.stop)
         comp.sig_thinking_toggled.connect(self._on_composer_thinking_toggled)
+        self.media.sig_settings_changed.connect(self.sig_settings_changed)
         side.sig_new_requested.connect(c.new_conversation)
         side.sig_selected.connect(c.open_conversation)
         side.sig_rename_requested.connect(c.rename_conversation)
@@ -267,8 +272,13 @@ class MainWindow(QMainWindow):
             self.status.set_message("Copied the last answer")
 
     def _on_composer_send_requested(self, text: str) -> None:
-        if not self.controller.send(text):
+        if not self.media.ready_to_send():
+            self.composer.set_text(text)
+            return
+        if not self.controller.send(text, self.media.attachments()):
             self.composer.set_text(text)  # nothing is lost when sending was refused
+        else:
+            self.media.clear()
 
     def _on_composer_thinking_toggled(self, enabled: bool) -> None:
         self.controller.set_thinking_enabled(enabled)
@@ -338,6 +348,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.controller.stop()
+        self.media.shutdown()
         self.settings_wiring.shutdown()
         self.conversation_actions.wait()
         super().closeEvent(event)

@@ -100,6 +100,16 @@ class UserMessageWidget(QWidget):
     def text(self) -> str:
         return self._text
 
+    def set_attachments(self, attachments: Any) -> None:
+        """Thumbnails (click: larger view) and audio chips above the text, inside the bubble."""
+        from app.ui.attachments import MessageAttachmentsView
+
+        if not attachments:
+            return
+        self.attachments_view = MessageAttachmentsView(attachments, self.bubble)
+        self.bubble.layout().insertWidget(0, self.attachments_view)
+        self.label.setVisible(bool(self._text.strip()))
+
     def set_branch(self, index: int, count: int) -> None:
         """Show ‹ index/count › when this message has other versions."""
         self.branch_switcher.set_position(index, count)
