@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from PySide6.QtWidgets import QApplication
 
@@ -45,7 +46,14 @@ def build_main_window(app: QApplication, model: str | None = None,
     if interrupted:
         messages.append(f"{interrupted} answer(s) cut short last time are marked interrupted.")
     window.status.set_message(" ".join(messages))
+    if settings.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the offline switch: no Hub call may connect
     path = model or settings.model_path
     if path:
         window.load_model(path, mmproj if model else (mmproj or settings.mmproj_path))
+    else:
+        # First start (or the configured model is gone): the welcome screen recommends one.
+        from app.ui.welcome import install_welcome
+
+        install_welcome(window, window.models_context(), client)
     return window

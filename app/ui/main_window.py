@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -47,6 +48,8 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self._settings = settings
         self._client = client
+        self._models: Any = None  # ModelsContext, created on first use (model manager, welcome)
+        self._models_dialog: Any = None
         self._loading_name = ""
         self._conversation_title = "New chat"
         app = QApplication.instance()
@@ -115,6 +118,13 @@ class MainWindow(QMainWindow):
         self.new_chat_action.triggered.connect(self.controller.new_conversation)
         self.open_model_action = file_menu.addAction("Open model…", QKeySequence.StandardKey.Open)
         self.open_model_action.triggered.connect(self._on_open_model_triggered)
+        self.models_action = file_menu.addAction(theme.icon("model"), "Models…", QKeySequence("Ctrl+M"))
+        self.models_action.triggered.connect(self.open_models)
+        toolbar = self.addToolBar("Models")
+        toolbar.setObjectName("MainToolBar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addAction(self.models_action)
         file_menu.addSeparator()
         self.import_action = file_menu.addAction("Import conversation…", shortcuts.key("import"))
         self.export_action = file_menu.addAction("Export conversation…", shortcuts.key("export"))
@@ -210,8 +220,12 @@ class MainWindow(QMainWindow):
 
     # ---- public -----------------------------------------------------------------------------
 
-    def load_model(self, path: str, mmproj: str | None = None) -> None:
-        """Load a GGUF in the engine (a fresh host); progress and errors show in the window."""
+    def load_model(self, path: str, mmproj: str | None = None, n_ctx: int | None = None,
+                   n_gpu_layers: int | None = None) -> None:
+        """Load a GGUF in the engine (a fresh host); progress and errors show in the window.
+
+        n_ctx / n_gpu_layers, when given (the model manager's plan), win over the settings.
+        """
         self.banner.dismiss()
         self._loading_name = os.path.basename(path)
         self.status.set_loading(self._loading_name)
@@ -221,6 +235,12 @@ class MainWindow(QMainWindow):
             value = getattr(self._settings, name, None)
             if isinstance(value, int) and value:
                 kwargs[name] = value
+        if n_ctx is not None:
+            kwargs["n_ctx"] = n_ctx
+            if hasattr(self._settings, "n_ctx"):
+                self._settings.n_ctx = n_ctx
+        if n_gpu_layers is not None:
+            kwargs["n_gpu_layers"] = n_gpu_layers
         if mmproj:
             kwargs["mmproj"] = mmproj
         self._client.load_model(path, **kwargs)
@@ -241,6 +261,42 @@ class MainWindow(QMainWindow):
         if hasattr(self._settings, "text_scale"):
             self._settings.text_scale = scale
             self.sig_settings_changed.emit()
+
+    def models_context(self) -> Any:
+        """The catalog, downloads and hardware probe the model manager and welcome screen share."""
+        if self._models is None:
+            from app.ui.model_context import ModelsContext
+
+            self._models = ModelsContext(self._settings, parent=self)
+            self._models.sig_use_requested.connect(self.load_model)
+        return self._models
+
+    def open_models(self) -> Any:
+        """Show the model manager (non-modal; downloads go on when it is closed)."""
+        from app.ui.model_manager import ModelManagerDialog
+
+        if self._models_dialog is None:
+            self._models_dialog = ModelManagerDialog(self.models_context(), self)
+            self._models_dialog.sig_settings_changed.connect(self.sig_settings_changed)
+        self._models_dialog.show()
+        self._models_dialog.raise_()
+        self._models_dialog.activateWindow()
+        return self._models_dialog
+
+    def show_welcome(self, pane: QWidget) -> None:
+        """Show a first-start pane in place of the chat until hide_welcome()."""
+        stack = QStackedWidget(self)
+        stack.addWidget(self.takeCentralWidget())
+        stack.addWidget(pane)
+        stack.setCurrentWidget(pane)
+        self.setCentralWidget(stack)
+        self.welcome = pane
+
+    def hide_welcome(self) -> None:
+        stack = self.centralWidget()
+        if isinstance(stack, QStackedWidget):
+            stack.setCurrentIndex(0)
+            self.composer.focus_input()
 
     def show_crash(self, message: str) -> None:
         """The engine died: say so, keep the conversation, offer a restart."""
@@ -351,6 +407,8 @@ class MainWindow(QMainWindow):
         self.media.shutdown()
         self.settings_wiring.shutdown()
         self.conversation_actions.wait()
+        if self._models is not None:
+            self._models.shutdown()  # downloads pause; their partial files resume next time
         super().closeEvent(event)
 
 

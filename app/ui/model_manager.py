@@ -1,0 +1,494 @@
+"""The model manager: every catalog model with its size, memory need and fit, and its downloads.
+
+Rows come from the catalog (official repositories first, then any the user added) plus the GGUF
+files the user imported. Downloads belong to the shared `ModelsContext`, so closing the dialog
+does not stop them, and reopening it shows them where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication, QShowEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.catalog import CatalogError
+from app.core.download import DownloadError, save_token
+from app.core.hardware.devices import HardwareReport
+from app.services.downloads import DownloadJob, JobState
+from app.ui import theme
+from app.ui.model_context import BackgroundTask, ModelsContext, is_auth_failure
+from app.ui.model_rows import (
+    AVAILABLE,
+    FAILED,
+    INSTALLED,
+    PAUSED,
+    RUNNING,
+    ModelRowWidget,
+    button,
+    file_size,
+    memory_size,
+    stylesheet,
+)
+
+log = logging.getLogger(__name__)
+
+CONTEXTS = (4096, 8192, 16384, 32768, 65536, 131072)
+LOCAL_PREFIX = "local:"
+
+
+def _ctx_label(n: int) -> str:
+    return f"{n // 1024}k"
+
+
+class ModelManagerDialog(QDialog):
+    """Browse, download, pause/resume/cancel, delete, import and use models."""
+
+    sig_settings_changed = Signal()  # the offline switch changed settings.offline
+
+    def __init__(self, context: ModelsContext, parent: QWidget | None = None, *,
+                 refresh_on_open: bool = True) -> None:
+        super().__init__(parent)
+        self.ctx = context
+        self._refresh_on_open = refresh_on_open
+        self._rows: dict[str, ModelRowWidget] = {}
+        self._hooked: set[int] = set()
+        self.task: BackgroundTask | None = None  # the running refresh/import/add (one at a time)
+        self.setWindowTitle("Models")
+        self.setObjectName("ModelsRoot")
+        self.resize(900, 680)
+        self._build()
+        c = self.ctx
+        c.sig_catalog_changed.connect(self.rebuild)
+        c.sig_installed_changed.connect(self.update_rows)
+        c.sig_machine_changed.connect(self._on_context_machine_changed)
+        c.downloads.sig_job_added.connect(self._on_downloads_job_added)
+        for key in c.downloads.jobs():
+            self._hook_job(key)
+        self._on_context_machine_changed()
+        self.rebuild()
+        c.probe.start()
+
+    # ----- building ------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.setStyleSheet(stylesheet())
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(20, 16, 20, 14)
+        layout.setSpacing(8)
+        self.hardware = QLabel("Looking at this computer…")
+        self.hardware.setObjectName("HardwareLine")
+        self.hardware.setWordWrap(True)
+        self.hardware.setAccessibleName("This computer")
+        layout.addWidget(self.hardware)
+        self.warning = QFrame()
+        self.warning.setObjectName("WarningBox")
+        wl = QVBoxLayout(self.warning)
+        self.warning_text = QLabel()
+        self.warning_text.setWordWrap(True)
+        wl.addWidget(self.warning_text)
+        row = QHBoxLayout()
+        self.command = QLineEdit()
+        self.command.setObjectName("CommandLine")
+        self.command.setReadOnly(True)
+        self.command.setAccessibleName("Reinstall command")
+        row.addWidget(self.command, 1)
+        copy = button("Copy")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.command.text()))
+        row.addWidget(copy)
+        wl.addLayout(row)
+        self.warning.hide()
+        layout.addWidget(self.warning)
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Memory shown for"))
+        self.ctx_combo = QComboBox()
+        self.ctx_combo.setAccessibleName("Context length for the memory estimate")
+        for n in CONTEXTS:
+            self.ctx_combo.addItem(f"{_ctx_label(n)} context", n)
+        wanted = self.ctx.context_length()
+        self.ctx_combo.setCurrentIndex(min(range(len(CONTEXTS)),
+                                           key=lambda i: abs(CONTEXTS[i] - wanted)))
+        self.ctx_combo.currentIndexChanged.connect(lambda _i: self.update_rows())
+        bar.addWidget(self.ctx_combo)
+        bar.addStretch(1)
+        self.offline = QCheckBox("Offline mode")
+        self.offline.setToolTip("Nothing connects to the internet; installed models keep working")
+        self.offline.setChecked(self.ctx.offline)
+        self.offline.toggled.connect(self._on_offline_toggled)
+        bar.addWidget(self.offline)
+        self.refresh_button = button("Refresh list")
+        self.refresh_button.clicked.connect(self.refresh_catalog)
+        self.add_button = button("Add repository…")
+        self.add_button.clicked.connect(self._on_add_clicked)
+        self.import_button = button("Import GGUF…")
+        self.import_button.clicked.connect(self._on_import_clicked)
+        for b in (self.refresh_button, self.add_button, self.import_button):
+            bar.addWidget(b)
+        layout.addLayout(bar)
+
+        self.notice = QLabel()
+        self.notice.setObjectName("ModelsHint")
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.setAccessibleName("Model manager message")
+        layout.addWidget(self.notice)
+
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.list = QWidget()
+        self.list.setObjectName("ModelList")
+        self.list_layout = QVBoxLayout(self.list)
+        self.list_layout.setContentsMargins(0, 0, 6, 0)
+        self.list_layout.setSpacing(8)
+        self.scroll.setWidget(self.list)
+        layout.addWidget(self.scroll, 1)
+        bottom = QHBoxLayout()
+        bottom.addStretch(1)
+        close = button("Close")
+        close.clicked.connect(self.accept)
+        bottom.addWidget(close)
+        layout.addLayout(bottom)
+        self._apply_offline(self.ctx.offline)
+
+    def rebuild(self) -> None:
+        """Recreate the rows (the catalog or the imported files changed)."""
+        while self.list_layout.count():
+            item = self.list_layout.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self._rows.clear()
+        for variant in self.ctx.catalog.variants:
+            entries = [e for e in self.ctx.catalog.entries() if e.variant.id == variant.id]
+            if not entries:
+                continue
+            self._group(f"GEMMA 4 {variant.id} · {', '.join(variant.inputs)} · "
+                        f"{variant.max_context // 1024}k context")
+            for entry in entries:
+                self._add_row(entry.id)
+        self._group("IMPORTED FILES")
+        self._imported_hint = QLabel("GGUF files you import from this computer show here.")
+        self._imported_hint.setObjectName("ModelsHint")
+        self.list_layout.addWidget(self._imported_hint)
+        for model in self.ctx.local_models():
+            self._add_row(LOCAL_PREFIX + model.filename)
+        self._imported_hint.setVisible(not self.ctx.local_models())
+        self.list_layout.addStretch(1)
+        self.update_rows()
+
+    def _group(self, text: str) -> None:
+        label = QLabel(text)
+        label.setObjectName("GroupTitle")
+        self.list_layout.addWidget(label)
+
+    def _add_row(self, key: str) -> None:
+        row = ModelRowWidget(key, self.list)
+        row.sig_action.connect(self._on_row_action)
+        self._rows[key] = row
+        self.list_layout.addWidget(row)
+
+    # ----- state -> rows -------------------------------------------------------------------
+
+    def n_ctx(self) -> int:
+        return int(self.ctx_combo.currentData())
+
+    def row(self, key: str) -> ModelRowWidget:
+        return self._rows[key]
+
+    def update_rows(self) -> None:
+        """Fit badges, sizes, installed/in-use tags and download states of every row."""
+        if set(self._local_keys()) != {k for k in self._rows if k.startswith(LOCAL_PREFIX)}:
+            self.rebuild()
+            return
+        ctx = self.n_ctx()
+        cands = self.ctx.candidates()
+        best = self.ctx.recommendation().candidate
+        active = os.path.abspath(str(getattr(self.ctx.settings, "model_path", "") or "")) \
+            if getattr(self.ctx.settings, "model_path", None) else None
+        for entry in self.ctx.catalog.entries():
+            row = self._rows.get(entry.id)
+            if row is None:
+                continue
+            plan = self.ctx.plan(entry.id, ctx, cands)
+            need = plan.estimate.total if plan.estimate else 0
+            paths = self.ctx.installed_paths(entry)
+            size = self.ctx.download_bytes(entry)
+            media = "/".join(i for i in entry.variant.inputs if i != "text") or "media"
+            detail = (f"{file_size(size)} download (model + {media} projector) · "
+                      f"needs {memory_size(need)} at {_ctx_label(ctx)} context")
+            if not plan.fits:
+                detail += f" · {plan.explanation}"
+            row.set_info(
+                f"{entry.variant.id} · {entry.quant}", detail, plan.badge,
+                recommended=best is not None and best.model_id == entry.id,
+                installed=paths is not None,
+                in_use=paths is not None and active == os.path.abspath(paths[0]),
+                repo="" if entry.repo.official else entry.repo.repo_id,
+            )
+            self._update_state(entry.id, paths is not None, size)
+        for model in self.ctx.local_models():
+            row = self._rows[LOCAL_PREFIX + model.filename]
+            proj = self.ctx.local_projector(model)
+            row.set_info(model.filename, f"{file_size(model.size)} · imported"
+                         + (" · with its image/audio projector" if proj else ""), None,
+                         installed=True,
+                         in_use=active == os.path.abspath(model.path))
+            row.set_state(INSTALLED)
+
+    def _update_state(self, key: str, installed: bool, size: int) -> None:
+        row = self._rows[key]
+        job = self.ctx.job(key)
+        state = job.state if job is not None else None
+        if state is JobState.RUNNING:
+            row.set_state(RUNNING)
+            row.set_progress(*job.last_progress)  # type: ignore[union-attr]
+        elif state is JobState.PAUSED:
+            row.set_state(PAUSED)
+            row.set_progress(*job.last_progress, paused=True)  # type: ignore[union-attr]
+        elif state is JobState.FAILED and not installed:
+            row.set_state(FAILED, row.message.text())
+        elif installed:
+            row.set_state(INSTALLED)
+        elif (partial := self.ctx.partial_bytes(self.ctx.catalog.entry(key))) > 0:
+            row.set_state(PAUSED)  # a download interrupted by closing the app
+            row.set_progress(partial, size, 0.0, -1.0, paused=True)
+        else:
+            row.set_state(AVAILABLE)
+        row.buttons["download"].setEnabled(not self.ctx.offline)
+        row.buttons["resume"].setEnabled(not self.ctx.offline)
+
+    def _local_keys(self) -> list[str]:
+        return [LOCAL_PREFIX + m.filename for m in self.ctx.local_models()]
+
+    # ----- actions -------------------------------------------------------------------------
+
+    def _on_row_action(self, key: str, action: str) -> None:
+        try:
+            if key.startswith(LOCAL_PREFIX):
+                self._local_action(key.removeprefix(LOCAL_PREFIX), action)
+            else:
+                self._catalog_action(key, action)
+        except (DownloadError, CatalogError, LookupError, RuntimeError, OSError) as exc:
+            self.show_notice(str(exc))
+        self.update_rows()
+
+    def _catalog_action(self, key: str, action: str) -> None:
+        job = self.ctx.job(key)
+        if action in ("download", "resume"):
+            self.show_notice("")
+            self.ctx.download(key)
+        elif action == "pause" and job is not None:
+            job.pause()
+        elif action == "cancel":
+            if job is None:  # partial files from an earlier run: a job that only discards them
+                entry = self.ctx.catalog.entry(key)
+                job = self.ctx.downloads.download(key, self.ctx.files(entry), start=False)
+            job.cancel()
+        elif action == "delete":
+            entry = self.ctx.catalog.entry(key)
+            if self.confirm_delete(entry.label, self.ctx.download_bytes(entry)):
+                self.ctx.remove(key)
+                self.show_notice(f"Deleted {entry.label}.", info=True)
+        elif action == "use":
+            plan = self.ctx.use(key, self.n_ctx())
+            self.show_notice(f"Loading {plan.explanation}", info=True)
+            self.accept()
+
+    def _local_action(self, filename: str, action: str) -> None:
+        model = next(m for m in self.ctx.local_models() if m.filename == filename)
+        if action == "delete" and self.confirm_delete(filename, model.size):
+            self.ctx.remove_local(model)
+        elif action == "use":
+            self.ctx.use_local(model, self.n_ctx())
+            self.accept()
+
+    def confirm_delete(self, name: str, size: int) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete model",
+                          f"Delete {name}? This frees {file_size(size)} of disk space; you can "
+                          "download it again later.", QMessageBox.StandardButton.NoButton, self)
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is delete
+
+    def ask_token(self, repo_id: str, had_token: bool) -> str | None:
+        return ask_hf_token(self, repo_id, had_token)
+
+    def show_notice(self, text: str, info: bool = False) -> None:
+        self.notice.setText(text)
+        self.notice.setStyleSheet("" if info or not text else f"color: {theme.color('danger')};")
+
+    # ----- downloads -----------------------------------------------------------------------
+
+    def _on_downloads_job_added(self, key: str) -> None:
+        self._hook_job(key)
+
+    def _hook_job(self, key: str) -> None:
+        job = self.ctx.job(key)
+        if job is None or id(job) in self._hooked:
+            return
+        self._hooked.add(id(job))
+        job.sig_progress.connect(lambda d, t, s, e, k=key: self._on_job_progress(k, d, t, s, e))
+        job.sig_failed.connect(lambda m, k=key, j=job: self._on_job_failed(k, j, m))
+        job.sig_paused.connect(self.update_rows)
+        job.sig_cancelled.connect(self.update_rows)
+        job.sig_finished.connect(lambda _p: self.update_rows())
+
+    def _on_job_progress(self, key: str, done: int, total: int, speed: float, eta: float) -> None:
+        row = self._rows.get(key)
+        if row is not None:
+            if row.state != RUNNING:
+                row.set_state(RUNNING)
+            row.set_progress(done, total, speed, eta)
+
+    def _on_job_failed(self, key: str, job: DownloadJob, message: str) -> None:
+        entry = self.ctx.catalog.entry(key)
+        if is_auth_failure(message, entry.repo.repo_id):
+            token = self.ask_token(entry.repo.repo_id, "cannot access" in message)
+            if token:
+                save_token(token)
+                job.start()
+                self.update_rows()
+                return
+        row = self._rows.get(key)
+        if row is not None:
+            row.set_state(FAILED, message)
+
+    # ----- catalog, import, offline ---------------------------------------------------------
+
+    def refresh_catalog(self) -> BackgroundTask | None:
+        if self.ctx.offline or (self.task is not None and self.task.running()):
+            return None
+        self.show_notice("Checking Hugging Face for the current list of files…", info=True)
+        return self._run(self.ctx.refresh_task(), "The model list is up to date.")
+
+    def add_repository(self, repo_id: str, variant_id: str) -> BackgroundTask:
+        self.show_notice(f"Reading {repo_id} on Hugging Face…", info=True)
+        return self._run(self.ctx.add_repo_task(repo_id, variant_id), f"Added {repo_id}.")
+
+    def import_file(self, path: str) -> BackgroundTask:
+        self.show_notice(f"Checking and copying {Path(path).name}…", info=True)
+        task = self.ctx.import_task(Path(path))
+        task.sig_progress.connect(lambda d, t: self.show_notice(
+            f"Copying {Path(path).name}: {file_size(d)} of {file_size(t)}", info=True))
+        return self._run(task, f"Imported {Path(path).name}. Press Use to chat with it.")
+
+    def _run(self, task: BackgroundTask, done_text: str) -> BackgroundTask:
+        self.task = task
+        task.sig_finished.connect(lambda _r: self.show_notice(done_text, info=True))
+        task.sig_failed.connect(self.show_notice)
+        task.start()
+        return task
+
+    def _on_add_clicked(self) -> None:
+        repo_id, ok = QInputDialog.getText(
+            self, "Add a repository", "Hugging Face repository id (owner/name), for example "
+            "unsloth/gemma-4-E4B-it-GGUF:")
+        repo_id = repo_id.strip()
+        if not ok or not repo_id:
+            return
+        variant = self.ctx.catalog.variant_for_repo(repo_id)
+        if variant is None:
+            ids = [v.id for v in self.ctx.catalog.variants]
+            choice, ok = QInputDialog.getItem(self, "Add a repository",
+                                              "Which Gemma 4 size does it hold?", ids, 0, False)
+            if not ok:
+                return
+            variant_id = choice
+        else:
+            variant_id = variant.id
+        self.add_repository(repo_id, variant_id)
+
+    def _on_import_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", os.path.expanduser("~"),
+                                              "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.import_file(path)
+
+    def _on_offline_toggled(self, on: bool) -> None:
+        self.ctx.set_offline(on)
+        self._apply_offline(on)
+        self.sig_settings_changed.emit()
+        self.update_rows()
+
+    def _apply_offline(self, on: bool) -> None:
+        for b in (self.refresh_button, self.add_button):
+            b.setEnabled(not on)
+        if on:
+            self.show_notice("Offline mode is on: the list is the one saved last time, and nothing "
+                             "connects to the internet. Installed models work as usual.", info=True)
+        elif self.notice.text().startswith("Offline mode is on"):
+            self.show_notice("")
+
+    def _on_context_machine_changed(self) -> None:
+        report: HardwareReport | None = self.ctx.probe.report
+        if report is not None:
+            self.hardware.setText(report.summary())
+            self.warning.setVisible(bool(report.warning))
+            if report.warning:
+                self.warning_text.setText(report.warning.split(" Reinstall it")[0]
+                                          + " Reinstall it with GPU support:")
+                self.command.setText(report.reinstall_command or "")
+                self.command.setCursorPosition(0)
+        elif self.ctx.probe.error:
+            self.hardware.setText(self.ctx.probe.error)
+        if self._rows:
+            self.update_rows()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._refresh_on_open and not self.ctx.offline:
+            self._refresh_on_open = False
+            self.refresh_catalog()
+
+    def done(self, result: int) -> None:
+        # Downloads go on in the background; only the dialog's own refresh is waited for.
+        if self.task is not None:
+            self.task.wait(10)
+        super().done(result)
+
+
+def ask_hf_token(parent: QWidget, repo_id: str, had_token: bool) -> str | None:
+    """Ask for a Hugging Face token (typed hidden); None if the user cancels."""
+    dialog = QInputDialog(parent)
+    dialog.setObjectName("TokenDialog")
+    dialog.setWindowTitle("Hugging Face token")
+    if had_token:
+        text = f"Your saved token cannot open {repo_id}. Accept the model's license on its page, "
+    else:
+        text = f"{repo_id} is gated or private. "
+    dialog.setLabelText(text + "Paste a Hugging Face access token (huggingface.co/settings/tokens); "
+                        "it is kept where huggingface_hub keeps it.")
+    dialog.setTextEchoMode(QLineEdit.EchoMode.Password)
+    if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.textValue().strip():
+        return None
+    return dialog.textValue().strip()
+
+
+def open_model_manager(context: ModelsContext, parent: QWidget | None = None,
+                       **kwargs: Any) -> ModelManagerDialog:
+    """Show the manager (non-modal); the caller keeps the returned dialog alive."""
+    dialog = ModelManagerDialog(context, parent, **kwargs)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+    dialog.show()
+    return dialog
