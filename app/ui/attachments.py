@@ -297,14 +297,16 @@ class AttachmentStrip(QWidget):
 
     # ---- public -----------------------------------------------------------------------------
 
-    def keys(self) -> list[str]:
-        return list(self._chips)
+    def order(self) -> list[str]:
+        """Attachment keys in the order shown (the order they were dropped or picked)."""
+        return [key for key, _ in sorted(self._chips.items(),
+                                         key=lambda kv: self._row.indexOf(kv[1]))]
 
     def chip(self, key: str) -> QWidget | None:
         return self._chips.get(key)
 
     def chips(self) -> list[QWidget]:
-        return list(self._chips.values())
+        return [self._chips[key] for key in self.order()]
 
     def set_detail(self, budget: int) -> None:
         index = self.detail.findData(budget)
@@ -327,8 +329,11 @@ class AttachmentStrip(QWidget):
             label.deleteLater()
         self._update_visibility()
 
-    def add_attachment(self, attachment: Any, duration: float | None = None) -> None:
+    def add_attachment(self, attachment: Any, duration: float | None = None,
+                       job: int | None = None) -> None:
+        """Show an attachment; with `job`, in the place of that file's placeholder (drop order)."""
         key = str(attachment.sha256)
+        placeholder = self._placeholders.get(job) if job is not None else None
         if key in self._chips:
             return
         chip: QWidget
@@ -341,7 +346,8 @@ class AttachmentStrip(QWidget):
             audio = AudioChip(str(attachment.path), attachment.name, duration, True, self)
             audio.sig_remove_requested.connect(lambda k=key: self.sig_remove_requested.emit(k))
             chip = audio
-        self._row.insertWidget(self._row.count() - 2, chip, 0, Qt.AlignmentFlag.AlignBottom)
+        at = self._row.indexOf(placeholder) if placeholder is not None else self._row.count() - 2
+        self._row.insertWidget(at, chip, 0, Qt.AlignmentFlag.AlignBottom)
         self._chips[key] = chip
         self._update_visibility()
 
@@ -449,7 +455,7 @@ class ImageViewerDialog(QDialog):
         scroll.setWidget(self.image_label)
         scroll.setWidgetResizable(True)
         layout.addWidget(scroll)
-        caption = QLabel(f"{Path(path).name} · {image.width()}×{image.height()}" if not image.isNull()
+        self.caption = caption = QLabel(f"{Path(path).name} · {image.width()}×{image.height()}" if not image.isNull()
                          else Path(path).name, self)
         caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(caption)

@@ -177,7 +177,8 @@ class MediaController(QObject):
         return bool(self._jobs)
 
     def attachments(self) -> list[Attachment]:
-        return list(self._attachments.values())
+        """In the order the composer shows them."""
+        return [self._attachments[k] for k in self.strip.order() if k in self._attachments]
 
     def ready_to_send(self) -> bool:
         """False (with a status message) while files are still read or the microphone records."""
@@ -296,11 +297,12 @@ class MediaController(QObject):
         self._pool.start(_ImportJob(job, signals, source, name, kind))
 
     def _on_job_finished(self, job: int, attachment: Attachment, duration: float | None) -> None:
-        self._end_job(job)
         if attachment.kind == "audio" and not self._audio_native():
+            self._end_job(job)
             self._transcribe(str(attachment.path))
             return
-        self._attach(attachment, duration)
+        self._attach(attachment, duration, job)
+        self._end_job(job)
 
     def _on_job_failed(self, job: int, message: str) -> None:
         self._end_job(job)
@@ -312,9 +314,9 @@ class MediaController(QObject):
             signals.deleteLater()
         self.strip.remove_placeholder(job)
 
-    def _attach(self, attachment: Attachment, duration: float | None) -> None:
+    def _attach(self, attachment: Attachment, duration: float | None, job: int | None = None) -> None:
         self._attachments[attachment.sha256] = attachment
-        self.strip.add_attachment(attachment, duration)
+        self.strip.add_attachment(attachment, duration, job)
         self._changed()
 
     def _changed(self) -> None:
