@@ -25,12 +25,13 @@ _KEEP_PLUGINS: dict[str, set[str] | None] = {
     "wayland-graphics-integration-client": set(),
 }
 
-# Qt shared libraries the app never loads (even when some hook or plugin drags them in).
+# Qt shared libraries the app never loads (even when some hook or plugin drags them in). Smaller
+# ones that Qt's own libraries may link (Concurrent, OpenGL, Xml, ...) are left to prune_orphans.
 _DROP_QT_LIBS = re.compile(
     r"libQt6(WebEngine|WebChannel|WebSockets|WebView|Qml|Quick|3D|Pdf|Charts|DataVisualization|Graphs"
     r"|Designer|Help|UiTools|Sql|Test|Bluetooth|Nfc|Positioning|Location|Sensors|Serial|RemoteObjects"
     r"|Scxml|StateMachine|TextToSpeech|SpatialAudio|HttpServer|MultimediaWidgets|MultimediaQuick"
-    r"|OpenGLWidgets|PrintSupport|Xml|ShaderTools|VirtualKeyboard|Labs|Lottie|Concurrent"
+    r"|ShaderTools|VirtualKeyboard|Labs|Lottie"
     r"|EglFSDeviceIntegration|EglFsKmsSupport|Pdf)"
 )
 # FFmpeg: only Qt's ffmpeg media plugin (dropped) uses it.
@@ -106,3 +107,18 @@ def prune_orphans(binaries: list[tuple[str, str, str]], needed_by: object) -> tu
         name = dest.replace("\\", "/").rsplit("/", 1)[-1]
         (dropped if _prunable(dest) and name not in needed else kept).append(entry)
     return kept, dropped
+
+
+def drop_dangling_links(*tocs: list[tuple[str, str, str]]) -> list[list[tuple[str, str, str]]]:
+    """Remove SYMLINK entries whose target we dropped (PyInstaller adds `libfoo.so.N` links)."""
+    import posixpath
+
+    present = {e[0].replace("\\", "/") for toc in tocs for e in toc if e[2] != "SYMLINK"}
+    out = []
+    for toc in tocs:
+        out.append([
+            e for e in toc
+            if e[2] != "SYMLINK"
+            or posixpath.normpath(posixpath.join(posixpath.dirname(e[0]), e[1])) in present
+        ])
+    return out
