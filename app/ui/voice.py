@@ -15,7 +15,6 @@ from PySide6.QtGui import QColor, QKeySequence, QPainter, QPaintEvent, QShortcut
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
 from app.ui import theme
-from app.ui.attachments import format_duration
 
 # A press held longer than this is push-to-talk (release stops); a shorter one is a click (toggle).
 HOLD_THRESHOLD_S = 0.3
@@ -106,8 +105,10 @@ class RecordingBar(QFrame):
         self.setVisible(False)
 
     def set_time(self, elapsed: float, cap: float) -> None:
+        # Elapsed counts down whole seconds, "left" up to them: together they always add to the cap.
         left = max(0.0, cap - elapsed)
-        self.countdown.setText(f"{format_duration(elapsed)} · {int(left + 0.999)} s left")
+        whole = int(elapsed)
+        self.countdown.setText(f"{whole // 60}:{whole % 60:02d} · {int(left + 0.999)} s left")
 
     def set_push_to_talk(self, held: bool) -> None:
         self.state_label.setText("Listening — release to stop" if held else "Recording")
