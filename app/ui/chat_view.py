@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -19,11 +19,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui import theme
+from app.ui import shortcuts, theme
 from app.ui.messages import AssistantMessageWidget, UserMessageWidget
 
 COLUMN_MAX_WIDTH = 800
 HIGHLIGHT_MS = 2500  # how long a search hit stays tinted
+TAB_ORDER_DELAY_MS = 200
 # Within this many pixels of the bottom counts as "at the bottom": keep following.
 FOLLOW_SLACK_PX = 32
 
@@ -139,6 +140,13 @@ class ChatView(QWidget):
         bar.rangeChanged.connect(self._on_scrollbar_range_changed)
         bar.valueChanged.connect(self._on_scrollbar_value_changed)
         self._stack.setCurrentWidget(self.empty_state)
+        # Message controls join the Tab chain right after the transcript, in reading order;
+        # re-done (coalesced) whenever the column's layout changes: new messages, code blocks.
+        self._tab_timer = QTimer(self)
+        self._tab_timer.setSingleShot(True)
+        self._tab_timer.setInterval(TAB_ORDER_DELAY_MS)
+        self._tab_timer.timeout.connect(self._on_tab_timer_timeout)
+        self.column.installEventFilter(self)
 
     # ---- content ----------------------------------------------------------------------------
 
@@ -157,6 +165,7 @@ class ChatView(QWidget):
     def clear(self) -> None:
         for widget in self._messages:
             self._messages_layout.removeWidget(widget)
+            widget.hide()  # until deleteLater runs it would still paint at its old place
             widget.deleteLater()
         self._messages = []
         self._follow = True
@@ -208,6 +217,7 @@ class ChatView(QWidget):
         if widget in self._messages:
             self._messages.remove(widget)
             self._messages_layout.removeWidget(widget)
+            widget.hide()
             widget.deleteLater()
         if not self._messages:
             self._stack.setCurrentWidget(self.empty_state)
@@ -271,6 +281,15 @@ class ChatView(QWidget):
         self._messages.append(widget)
         self._stack.setCurrentWidget(self.scroll_area)
         self._follow = True
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if (watched is self.column and event.type() == QEvent.Type.LayoutRequest
+                and not self._tab_timer.isActive()):
+            self._tab_timer.start()
+        return super().eventFilter(watched, event)
+
+    def _on_tab_timer_timeout(self) -> None:
+        shortcuts.chain_in_visual_order(self.column, self.scroll_area)
 
     def _bubble_width(self) -> int:
         column = min(max(self.width() - 60, 300), COLUMN_MAX_WIDTH)

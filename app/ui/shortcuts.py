@@ -37,6 +37,8 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "delete": ("Del", "Delete the selected conversation"),
 }
 
+TEXT_VIEW_NAMES = {"MessageText": "Answer text", "CodeText": "Code", "ThinkingText": "Thinking text"}
+
 
 def key(action: str) -> QKeySequence:
     return QKeySequence(SHORTCUTS[action][0])
@@ -50,21 +52,34 @@ def overview_html() -> str:
 
 
 def focusable_widgets(root: QWidget) -> list[QWidget]:
-    """Visible, enabled widgets under root that Tab can reach, in Tab order from the first one."""
-    widgets = [w for w in root.findChildren(QWidget) if _tab_reachable(w)]
-    if not widgets:
-        return []
+    """Visible, enabled widgets under root that Tab reaches, in the order Tab visits them."""
     ordered: list[QWidget] = []
-    start = widgets[0]
-    current: QWidget | None = start
-    seen: set[int] = set()
-    # Follow the real tab chain (nextInFocusChain), which is what the keyboard does.
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    steps = len(root.findChildren(QWidget)) + 2
+    current = root.nextInFocusChain()
+    # Follow the real focus chain (what the keyboard does) once round, back to the window.
+    while current is not None and current is not root and steps > 0:
         if _tab_reachable(current) and root.isAncestorOf(current):
             ordered.append(current)
         current = current.nextInFocusChain()
+        steps -= 1
     return ordered
+
+
+def chain_in_visual_order(container: QWidget, anchor: QWidget) -> None:
+    """Put container's focusable descendants right after anchor, top to bottom, left to right.
+
+    Widgets created later (a new message, a code block's Copy) would otherwise land at the end
+    of the window's chain, after the composer.
+    """
+    widgets = [w for w in container.findChildren(QWidget)
+               if w.focusPolicy() & Qt.FocusPolicy.TabFocus and w.isVisibleTo(container)]
+    for widget in widgets:
+        # Rendered text takes focus (keyboard selection, links): say what it is.
+        if not widget.accessibleName() and widget.objectName() in TEXT_VIEW_NAMES:
+            widget.setAccessibleName(TEXT_VIEW_NAMES[widget.objectName()])
+    widgets.sort(key=lambda w: (w.mapTo(container, w.rect().bottomLeft()).y(),
+                                w.mapTo(container, w.rect().topLeft()).x()))
+    set_tab_order([anchor, *widgets])
 
 
 def spoken_name(widget: QWidget) -> str:
