@@ -120,7 +120,9 @@ class SettingsWiring(QObject):
         self._window.composer.set_model_name(f"Loading {name}…")
 
     def _on_switcher_progress(self, fraction: float) -> None:
-        self._window.status.set_loading(self._switch_name, fraction)
+        # The final 1.0 comes after the window has shown the loaded model: don't bring back the bar.
+        if self.switcher.switching:
+            self._window.status.set_loading(self._switch_name, fraction)
 
     def _on_switcher_switched(self, info: dict) -> None:
         name = str(info.get("name") or os.path.basename(str(info.get("path", ""))))
