@@ -214,13 +214,18 @@ class ModelsContext(QObject):
             self.store.remove(repo, entry.mmproj.filename)
         self.sig_installed_changed.emit()
 
-    def use(self, entry_id: str, n_ctx: int | None = None) -> Plan:
-        """Load an installed catalog model with the planner's context and GPU layers."""
+    def use(self, entry_id: str, n_ctx: int | None = None, plan: Plan | None = None) -> Plan:
+        """Load an installed catalog model with the planner's context and GPU layers.
+
+        `plan`: one already made for this entry (the welcome screen's recommendation, whose
+        context may differ from the settings'); otherwise the fit at `n_ctx`.
+        """
         entry = self.catalog.entry(entry_id)
         found = self.installed_paths(entry)
         if found is None:
             raise LookupError(f"{entry.label} is not installed: download it first.")
-        plan = self.plan(entry_id, n_ctx)
+        if plan is None or plan.candidate is None or plan.candidate.model_id != entry_id:
+            plan = self.plan(entry_id, n_ctx)
         layers = plan.n_gpu_layers if plan.fits else 0
         self.sig_use_requested.emit(found[0], found[1], plan.n_ctx, layers)
         return plan

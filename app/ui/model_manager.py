@@ -152,16 +152,16 @@ class ModelManagerDialog(QDialog):
         self.notice.setAccessibleName("Model manager message")
         layout.addWidget(self.notice)
 
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
         self.list = QWidget()
         self.list.setObjectName("ModelList")
         self.list_layout = QVBoxLayout(self.list)
         self.list_layout.setContentsMargins(0, 0, 6, 0)
         self.list_layout.setSpacing(8)
-        self.scroll.setWidget(self.list)
-        layout.addWidget(self.scroll, 1)
+        self.scroll_area.setWidget(self.list)
+        layout.addWidget(self.scroll_area, 1)
         bottom = QHBoxLayout()
         bottom.addStretch(1)
         close = button("Close")
@@ -174,8 +174,9 @@ class ModelManagerDialog(QDialog):
         """Recreate the rows (the catalog or the imported files changed)."""
         while self.list_layout.count():
             item = self.list_layout.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self._rows.clear()
         for variant in self.ctx.catalog.variants:
             entries = [e for e in self.ctx.catalog.entries() if e.variant.id == variant.id]
@@ -260,10 +261,12 @@ class ModelManagerDialog(QDialog):
         state = job.state if job is not None else None
         if state is JobState.RUNNING:
             row.set_state(RUNNING)
-            row.set_progress(*job.last_progress)  # type: ignore[union-attr]
+            done, total, speed, eta = job.last_progress  # type: ignore[union-attr]
+            row.set_progress(done, total, speed, eta)
         elif state is JobState.PAUSED:
             row.set_state(PAUSED)
-            row.set_progress(*job.last_progress, paused=True)  # type: ignore[union-attr]
+            done, total, speed, eta = job.last_progress  # type: ignore[union-attr]
+            row.set_progress(done, total, speed, eta, paused=True)
         elif state is JobState.FAILED and not installed:
             row.set_state(FAILED, row.message.text())
         elif installed:
@@ -443,7 +446,8 @@ class ModelManagerDialog(QDialog):
     def _on_context_machine_changed(self) -> None:
         report: HardwareReport | None = self.ctx.probe.report
         if report is not None:
-            self.hardware.setText(report.summary())
+            summary = report.summary()
+            self.hardware.setText(summary[:1].upper() + summary[1:])
             self.warning.setVisible(bool(report.warning))
             if report.warning:
                 self.warning_text.setText(report.warning.split(" Reinstall it")[0]

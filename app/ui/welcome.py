@@ -171,7 +171,8 @@ class WelcomePane(QWidget):
             self.download_button.setEnabled(False)
             self.download_button.setText("Download")
             return
-        self.hardware.setText(report.summary() if report is not None else probe.error)
+        summary = report.summary() if report is not None else probe.error
+        self.hardware.setText(summary[:1].upper() + summary[1:])
         warning = report.warning if report is not None else None
         self.warning.setVisible(bool(warning))
         if warning:
@@ -314,7 +315,7 @@ class WelcomePane(QWidget):
         self._loading = True
         self.status.setText("Loading the model…")
         self.update_view()
-        self.ctx.use(entry_id)
+        self.ctx.use(entry_id, plan=self.plan)
 
     def set_load_failed(self, message: str) -> None:
         """The engine could not load the model: say why and let the user try again."""
@@ -331,7 +332,7 @@ def install_welcome(window: Any, context: ModelsContext, client: Any) -> Welcome
     pane.sig_browse_requested.connect(window.open_models)
     window.show_welcome(pane)
 
-    def on_loaded(_info: dict) -> None:
+    def on_loaded(_info: dict[str, Any]) -> None:
         window.hide_welcome()
 
     client.sig_loaded.connect(on_loaded)
