@@ -269,7 +269,14 @@ class MainWindow(QMainWindow):
 
             self._models = ModelsContext(self._settings, parent=self)
             self._models.sig_use_requested.connect(self.load_model)
+            self._models.probe.sig_finished.connect(self._on_models_probe_finished)
         return self._models
+
+    def _on_models_probe_finished(self, _report: Any) -> None:
+        # The settings dialog's memory estimates use the probed GPU too, once it is known.
+        wiring = getattr(self, "settings_wiring", None)
+        if wiring is not None and self._models is not None:
+            wiring.machine = self._models.machine()
 
     def open_models(self) -> Any:
         """Show the model manager (non-modal; downloads go on when it is closed)."""

@@ -236,8 +236,9 @@ class ModelManagerDialog(QDialog):
             media = "/".join(i for i in entry.variant.inputs if i != "text") or "media"
             detail = (f"{file_size(size)} download (model + {media} projector) · "
                       f"needs {memory_size(need)} at {_ctx_label(ctx)} context")
-            if not plan.fits:
-                detail += f" · {plan.explanation}"
+            if not plan.fits:  # memory: the numbers are already there; disk: say what to do
+                detail += (" · more than this computer has free" if plan.estimate is not None
+                           else f" · {plan.explanation}")
             row.set_info(
                 f"{entry.variant.id} · {entry.quant}", detail, plan.badge,
                 recommended=best is not None and best.model_id == entry.id,

@@ -177,6 +177,10 @@ def test_pause_resume_cancel_and_resume_after_a_restart(qtbot, dialog, hub, tmp_
     row.buttons["download"].click()
     job = ctx.job("E2B-Q8_0")
     qtbot.waitUntil(lambda: job.last_progress[0] >= 3_000_000, timeout=10_000)
+    assert "MB/s" in row.progress_text.text() or "KB/s" in row.progress_text.text()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    QApplication.processEvents()
+    dialog.grab().save(str(SCREENSHOTS / "model-manager-downloading.png"))
     with qtbot.waitSignal(job.sig_paused, timeout=10_000):
         row.buttons["pause"].click()
     assert row.state == PAUSED and row.buttons["resume"].isVisible()

@@ -164,6 +164,8 @@ def test_one_click_download_verifies_loads_and_lands_in_the_chat(
         assert settings.model_path == str(model_path)
         assert settings.mmproj_path == str(ctx.store.path_for(E2B_REPO, E2B_PROJ))
         assert window.centralWidget().currentIndex() == 0  # the chat
+        # The settings dialog now plans with the probed machine too.
+        assert window.settings_wiring.machine == ctx.machine()
         assert sum(s.sent for s in local_hub.gets()) >= total
     finally:
         client.shutdown()
