@@ -67,7 +67,7 @@ def test_click_starts_and_click_stops_with_meter_and_countdown(qtbot, env, speec
     assert bar.meter.level >= 0.0
     qtbot.waitUntil(lambda: "0:01" in bar.countdown.text(), timeout=5000)
     assert "28 s left" in bar.countdown.text() or "29 s left" in bar.countdown.text()
-    pulse_server.feeder.wait_drained(10)
+    _wait_played(qtbot, pulse_server)
     qtbot.mouseClick(mic, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(_chips(window)) == 1, timeout=10_000)
     assert voice.state == IDLE and not bar.isVisible()
@@ -97,10 +97,11 @@ def test_hold_is_push_to_talk(qtbot, env, speech) -> None:
     pulse_server.play_wav(speech)
     qtbot.waitUntil(lambda: voice.state == PUSH_TO_TALK, timeout=3000)
     assert "release to stop" in bar.state_label.text()
-    pulse_server.feeder.wait_drained(10)
+    _wait_played(qtbot, pulse_server)
     qtbot.mouseRelease(mic, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(_chips(window)) == 1, timeout=10_000)
     assert voice.state == IDLE
+    assert sf.info(str(window.media.attachments()[0].path)).duration > 1.0
 
 
 def test_shortcut_toggles_and_escape_cancels(qtbot, env, speech) -> None:
@@ -120,7 +121,7 @@ def test_shortcut_toggles_and_escape_cancels(qtbot, env, speech) -> None:
     pulse_server.feeder.clear()
     pulse_server.play_wav(speech)
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Space, Qt.KeyboardModifier.ControlModifier)
-    pulse_server.feeder.wait_drained(10)
+    _wait_played(qtbot, pulse_server)
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Space, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: len(_chips(window)) == 1, timeout=10_000)
 
@@ -146,3 +147,10 @@ def test_model_without_audio_and_no_e_model_says_what_to_download(qtbot, env) ->
     assert window.banner.isVisible() and window.banner.action_key == "get_audio_model"
     with qtbot.waitSignal(window.media.sig_get_audio_model_requested, timeout=1000):
         qtbot.mouseClick(window.banner.action_button, Qt.MouseButton.LeftButton)
+
+
+def _wait_played(qtbot, server) -> None:
+    # Keep the event loop running: the recorder reads the microphone on the GUI thread, and a
+    # blocked loop would let the audio device's small buffer overflow.
+    qtbot.waitUntil(lambda: server.feeder.queued_seconds() == 0, timeout=15_000)
+    qtbot.wait(150)
