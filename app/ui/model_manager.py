@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication, QShowEvent
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QScrollArea,
     QVBoxLayout,
@@ -42,9 +40,12 @@ from app.ui.model_rows import (
     INSTALLED,
     PAUSED,
     RUNNING,
+    GpuWarningBox,
     ModelRowWidget,
+    ask_hf_token,
     button,
     file_size,
+    hardware_text,
     memory_size,
     stylesheet,
 )
@@ -99,23 +100,7 @@ class ModelManagerDialog(QDialog):
         self.hardware.setWordWrap(True)
         self.hardware.setAccessibleName("This computer")
         layout.addWidget(self.hardware)
-        self.warning = QFrame()
-        self.warning.setObjectName("WarningBox")
-        wl = QVBoxLayout(self.warning)
-        self.warning_text = QLabel()
-        self.warning_text.setWordWrap(True)
-        wl.addWidget(self.warning_text)
-        row = QHBoxLayout()
-        self.command = QLineEdit()
-        self.command.setObjectName("CommandLine")
-        self.command.setReadOnly(True)
-        self.command.setAccessibleName("Reinstall command")
-        row.addWidget(self.command, 1)
-        copy = button("Copy")
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.command.text()))
-        row.addWidget(copy)
-        wl.addLayout(row)
-        self.warning.hide()
+        self.warning = GpuWarningBox()
         layout.addWidget(self.warning)
 
         bar = QHBoxLayout()
@@ -447,16 +432,10 @@ class ModelManagerDialog(QDialog):
     def _on_context_machine_changed(self) -> None:
         report: HardwareReport | None = self.ctx.probe.report
         if report is not None:
-            summary = report.summary()
-            self.hardware.setText(summary[:1].upper() + summary[1:])
-            self.warning.setVisible(bool(report.warning))
-            if report.warning:
-                self.warning_text.setText(report.warning.split(" Reinstall it")[0]
-                                          + " Reinstall it with GPU support:")
-                self.command.setText(report.reinstall_command or "")
-                self.command.setCursorPosition(0)
+            self.hardware.setText(hardware_text(report))
+            self.warning.set_report(report)
         elif self.ctx.probe.error:
-            self.hardware.setText(self.ctx.probe.error)
+            self.hardware.setText(hardware_text(None, self.ctx.probe.error))
         if self._rows:
             self.update_rows()
 
@@ -471,29 +450,3 @@ class ModelManagerDialog(QDialog):
         if self.task is not None:
             self.task.wait(10)
         super().done(result)
-
-
-def ask_hf_token(parent: QWidget, repo_id: str, had_token: bool) -> str | None:
-    """Ask for a Hugging Face token (typed hidden); None if the user cancels."""
-    dialog = QInputDialog(parent)
-    dialog.setObjectName("TokenDialog")
-    dialog.setWindowTitle("Hugging Face token")
-    if had_token:
-        text = f"Your saved token cannot open {repo_id}. Accept the model's license on its page, "
-    else:
-        text = f"{repo_id} is gated or private. "
-    dialog.setLabelText(text + "Paste a Hugging Face access token (huggingface.co/settings/tokens); "
-                        "it is kept where huggingface_hub keeps it.")
-    dialog.setTextEchoMode(QLineEdit.EchoMode.Password)
-    if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.textValue().strip():
-        return None
-    return dialog.textValue().strip()
-
-
-def open_model_manager(context: ModelsContext, parent: QWidget | None = None,
-                       **kwargs: Any) -> ModelManagerDialog:
-    """Show the manager (non-modal); the caller keeps the returned dialog alive."""
-    dialog = ModelManagerDialog(context, parent, **kwargs)
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
-    dialog.show()
-    return dialog

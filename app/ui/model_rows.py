@@ -10,10 +10,14 @@ from __future__ import annotations
 from string import Template
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QSizePolicy,
@@ -21,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.hardware.devices import HardwareReport
 from app.core.hardware.planner import BADGE_TEXT, CPU_ONLY, FULL_GPU, NO_FIT, PARTIAL
 from app.ui import theme
 
@@ -272,3 +277,60 @@ def _repolish(widget: QWidget) -> None:
     style = widget.style()
     style.unpolish(widget)
     style.polish(widget)
+
+
+class GpuWarningBox(QFrame):
+    """'This machine has a GPU the installed llama.cpp cannot use', with the exact, copyable fix."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("WarningBox")
+        layout = QVBoxLayout(self)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        layout.addWidget(self.text)
+        row = QHBoxLayout()
+        self.command = QLineEdit()
+        self.command.setObjectName("CommandLine")
+        self.command.setReadOnly(True)
+        self.command.setAccessibleName("Reinstall command")
+        row.addWidget(self.command, 1)
+        self.copy_button = button("Copy")
+        self.copy_button.setAccessibleName("Copy the reinstall command")
+        self.copy_button.clicked.connect(
+            lambda: QGuiApplication.clipboard().setText(self.command.text()))
+        row.addWidget(self.copy_button)
+        layout.addLayout(row)
+        self.hide()
+
+    def set_report(self, report: HardwareReport | None) -> None:
+        warning = report.warning if report is not None else None
+        self.setVisible(bool(warning))
+        if report is not None and warning:
+            # The command goes in its own copyable field, not at the end of a sentence.
+            self.text.setText(warning.split(" Reinstall it")[0] + " Reinstall it with GPU support:")
+            self.command.setText(report.reinstall_command or "")
+            self.command.setCursorPosition(0)
+
+
+def hardware_text(report: HardwareReport | None, error: str = "") -> str:
+    """The report's one-line summary, capitalised for a label (or the probe's error)."""
+    text = report.summary() if report is not None else error
+    return text[:1].upper() + text[1:]
+
+
+def ask_hf_token(parent: QWidget, repo_id: str, had_token: bool) -> str | None:
+    """Ask for a Hugging Face token (typed hidden); None if the user cancels."""
+    dialog = QInputDialog(parent)
+    dialog.setObjectName("TokenDialog")
+    dialog.setWindowTitle("Hugging Face token")
+    if had_token:
+        text = f"Your saved token cannot open {repo_id}. Accept the model's license on its page, "
+    else:
+        text = f"{repo_id} is gated or private. "
+    dialog.setLabelText(text + "Paste a Hugging Face access token (huggingface.co/settings/tokens); "
+                        "it is kept where huggingface_hub keeps it.")
+    dialog.setTextEchoMode(QLineEdit.EchoMode.Password)
+    if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.textValue().strip():
+        return None
+    return dialog.textValue().strip()

@@ -12,12 +12,10 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QVBoxLayout,
     QWidget,
@@ -27,8 +25,15 @@ from app.core.download import DownloadError, save_token
 from app.core.hardware.planner import Plan
 from app.services.downloads import DownloadJob, JobState
 from app.ui.model_context import ModelsContext, is_auth_failure
-from app.ui.model_manager import ask_hf_token
-from app.ui.model_rows import button, file_size, progress_text, stylesheet
+from app.ui.model_rows import (
+    GpuWarningBox,
+    ask_hf_token,
+    button,
+    file_size,
+    hardware_text,
+    progress_text,
+    stylesheet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +82,8 @@ class WelcomePane(QWidget):
         self.hardware.setAccessibleName("This computer")
         column.addWidget(self.hardware)
 
-        self.warning = QFrame()
-        self.warning.setObjectName("WarningBox")
-        wl = QVBoxLayout(self.warning)
-        self.warning_text = QLabel()
-        self.warning_text.setWordWrap(True)
-        wl.addWidget(self.warning_text)
-        row = QHBoxLayout()
-        self.command = QLineEdit()
-        self.command.setObjectName("CommandLine")
-        self.command.setReadOnly(True)
-        self.command.setAccessibleName("Reinstall command")
-        row.addWidget(self.command, 1)
-        self.copy_button = button("Copy")
-        self.copy_button.clicked.connect(
-            lambda: QGuiApplication.clipboard().setText(self.command.text()))
-        row.addWidget(self.copy_button)
-        wl.addLayout(row)
+        self.warning = GpuWarningBox()
+        self.copy_button = self.warning.copy_button
         column.addWidget(self.warning)
 
         card = QFrame()
@@ -171,15 +161,8 @@ class WelcomePane(QWidget):
             self.download_button.setEnabled(False)
             self.download_button.setText("Download")
             return
-        summary = report.summary() if report is not None else probe.error
-        self.hardware.setText(summary[:1].upper() + summary[1:])
-        warning = report.warning if report is not None else None
-        self.warning.setVisible(bool(warning))
-        if warning:
-            self.warning_text.setText(warning.split(" Reinstall it")[0]
-                                      + " Reinstall it with GPU support:")
-            self.command.setText(report.reinstall_command or "")  # type: ignore[union-attr]
-            self.command.setCursorPosition(0)
+        self.hardware.setText(hardware_text(report, probe.error))
+        self.warning.set_report(report)
         if self._job is None:  # keep the pick steady while its download runs
             self.plan = self.ctx.recommendation()
         plan = self.plan

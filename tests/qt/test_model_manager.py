@@ -146,7 +146,7 @@ def test_cpu_only_machine_gets_cpu_badges_and_a_gpu_warning(qtbot, hub, tmp_path
             "CPU only", "does not fit"}
         assert dlg.row("E4B-Q8_0").recommended_tag.isVisible()
         assert dlg.warning.isVisible()
-        assert dlg.command.text() == 'CMAKE_ARGS="-DGGML_CUDA=on" pip install x'
+        assert dlg.warning.command.text() == 'CMAKE_ARGS="-DGGML_CUDA=on" pip install x'
     finally:
         ctx.shutdown()
 

@@ -77,7 +77,7 @@ def test_recommends_one_model_with_its_reason_and_shows_the_gpu_warning(qtbot):
     assert pane.reason.text() == ("E4B Q8_0, 32k context, on the CPU: the strongest model that "
                                   "runs well without a GPU")
     assert pane.download_button.text() == "Download (9.0 GB)" and pane.download_button.isEnabled()
-    assert pane.warning.isVisible() and "built without support" in pane.warning_text.text()
+    assert pane.warning.isVisible() and "built without support" in pane.warning.text.text()
     pane.copy_button.click()
     assert QApplication.clipboard().text() == cpu_report(32, True).reinstall_command
     SCREENSHOTS.mkdir(exist_ok=True)
