@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ class _ImportJob(QRunnable):
         if isinstance(source, QImage):
             buffer = QBuffer()  # QImage is reentrant: encoding here keeps the GUI thread free
             buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-            source.save(buffer, "PNG")
+            source.save(buffer, b"PNG")
             source = bytes(buffer.data().data())
         image = load_image(source, name=self.name)
         path = image.store()
@@ -201,7 +202,7 @@ class MediaController(QObject):
         self.strip.remove_attachment(key)
         self._changed()
 
-    def add_paths(self, paths: list[str | Path]) -> None:
+    def add_paths(self, paths: Sequence[str | Path]) -> None:
         for path in paths:
             p = Path(path)
             kind = "audio" if p.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS else "image"
