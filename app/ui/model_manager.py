@@ -439,6 +439,10 @@ class ModelManagerDialog(QDialog):
         if self._rows:
             self.update_rows()
 
+    def refresh_icons(self) -> None:
+        """Called by the window when the theme changes: re-colour from the new palette."""
+        self.setStyleSheet(stylesheet())
+
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)
         if self._refresh_on_open and not self.ctx.offline:

@@ -145,6 +145,10 @@ class WelcomePane(QWidget):
 
     # ----- view ----------------------------------------------------------------------------
 
+    def refresh_icons(self) -> None:
+        """Called by the window when the theme changes: re-colour from the new palette."""
+        self.setStyleSheet(stylesheet())
+
     @property
     def entry_id(self) -> str | None:
         return self.plan.candidate.model_id if self.plan and self.plan.candidate else None

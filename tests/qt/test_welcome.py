@@ -16,6 +16,7 @@ from app.core.hardware.planner import Machine, catalog_candidates, recommend
 from app.core.storage.history import HistoryStore
 from app.core.storage.settings import Settings
 from app.services.hardware_probe import HardwareProbe, machine_from_report
+from app.ui import theme
 from app.ui.main_window import MainWindow
 from app.ui.model_context import ModelsContext
 from app.ui.welcome import WelcomePane, install_welcome
@@ -102,6 +103,15 @@ def test_window_shows_welcome_until_a_model_is_loaded(qtbot, tmp_path, monkeypat
     window.show()
     stack = window.centralWidget()
     assert isinstance(stack, QStackedWidget) and stack.currentWidget() is pane
+    previous = window.theme_manager.theme
+    window.set_theme("dark")  # the pane follows the theme
+    try:
+        assert theme.palette_colors("dark")["surface"] in pane.styleSheet()
+        QApplication.processEvents()
+        window.grab().save(str(SCREENSHOTS / "welcome-dark.png"))
+    finally:
+        window.set_theme(previous)
+    assert theme.palette_colors("light")["surface"] in pane.styleSheet()
     pane.browse_link.click()
     assert window._models_dialog is not None and window._models_dialog.isVisible()
     window._models_dialog.close()
