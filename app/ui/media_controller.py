@@ -99,7 +99,7 @@ class _ImportJob(QRunnable):
         if isinstance(source, QImage):
             buffer = QBuffer()  # QImage is reentrant: encoding here keeps the GUI thread free
             buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-            source.save(buffer, b"PNG")
+            source.save(buffer, "PNG")  # type: ignore[call-overload]  # str works at runtime
             source = bytes(buffer.data().data())
         image = load_image(source, name=self.name)
         path = image.store()
