@@ -111,6 +111,8 @@ class SettingsWiring(QObject):
         dialog, self.dialog = self.dialog, None
         if dialog is not None:
             dialog.deleteLater()
+        # Back to typing: the window (not whatever the platform picks) gets the keyboard.
+        self._window.activateWindow()
         self._window.composer.focus_input()
 
     def _on_switcher_started(self, name: str) -> None:
@@ -131,3 +133,12 @@ class SettingsWiring(QObject):
     def _on_switcher_failed(self, message: str) -> None:
         summary, _, rest = message.partition("\n\n")
         self._window.banner.show_notice("Couldn't switch models", f"{summary} {rest}".strip())
+        # The settings must name the model that runs, also when the dialog is already closed
+        # (an open dialog does the same, then announces its reverted copy).
+        back = self.switcher.current
+        live = self._settings
+        live.model_path = back.path if back else None
+        live.mmproj_path = back.mmproj if back else None
+        if back is not None:
+            live.n_ctx = back.n_ctx
+        self._window.sig_settings_changed.emit()

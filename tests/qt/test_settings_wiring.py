@@ -186,3 +186,22 @@ def test_switching_while_an_answer_is_written_asks_first(qtbot, env, model_270m)
     assert client.loads[-1][0] == str(model_270m)
     assert window.chat_view.last_assistant().status == "stopped"
     dialog.reject()
+
+
+def test_a_failed_switch_after_the_dialog_closed_still_puts_the_settings_back(
+        qtbot, env, model_270m, tmp_path: Path) -> None:
+    window, client, settings = env
+    saves: list[str | None] = []
+    window.sig_settings_changed.connect(lambda: saves.append(settings.model_path))
+    client.loaded({**MODEL_INFO, "path": str(model_270m)})
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    dialog = _open(qtbot, window)
+    dialog.model_page.add_model(str(broken))
+    qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)  # applies and closes
+    qtbot.waitUntil(lambda: window.settings_wiring.dialog is None, timeout=3000)
+    assert settings.model_path == str(broken)
+    client.sig_load_failed.emit("This file is not a model llama.cpp can load.")
+    client.loaded({**MODEL_INFO, "path": str(model_270m)})
+    assert settings.model_path == str(model_270m) and saves[-1] == str(model_270m)
+    assert window.banner.title_label.text() == "Couldn't switch models"
