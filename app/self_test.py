@@ -338,11 +338,13 @@ _IMPORTED_AT = time.monotonic()
 def install_startup_probe(window: Any) -> None:
     """With GEMMA_DESKTOP_STARTUP_PROBE set: print `first-paint <s>` and `model-ready <s>` to stderr.
 
-    `=quit` also quits after the first paint. bootstrap.run_gui calls this after window.show().
+    `=quit` also quits after the first paint, `=quit-when-ready` once the model is loaded.
+    bootstrap.run_gui calls this after window.show().
     """
     mode = os.environ.get(PROBE_VAR)
-    if not mode:
-        return
+    if not mode or getattr(window, "_startup_probe_installed", False):
+        return  # off, or installed already (bootstrap and the benchmark's wrapper both may)
+    window._startup_probe_installed = True
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication, QWidget
 
@@ -370,5 +372,10 @@ def install_startup_probe(window: Any) -> None:
     app.installEventFilter(probe)
     client = getattr(window, "client", None) or getattr(window, "_client", None)
     if client is not None and hasattr(client, "sig_loaded"):
-        client.sig_loaded.connect(
-            lambda _info: print(f"model-ready {process_uptime():.3f}", file=sys.stderr, flush=True))
+
+        def on_loaded(_info: object) -> None:
+            print(f"model-ready {process_uptime():.3f}", file=sys.stderr, flush=True)
+            if mode == "quit-when-ready":
+                app.quit()
+
+        client.sig_loaded.connect(on_loaded)

@@ -97,3 +97,35 @@ def test_about_dialog_shows_version_licenses_and_folders(qtbot, private_folders:
     assert str(paths.models_dir()).startswith(str(private_folders))
     image = dialog.grab().toImage()
     assert image.width() >= 400 and image.height() >= 400
+
+
+def _run_with_probe(mode: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # What benchmarks/startup.py does from source: the real window, with the probe installed.
+    wrapper = (
+        "import sys\nimport app.ui.app_window as aw, app.self_test as st\n"
+        "_build = aw.build_main_window\n"
+        "def build(*a, **k):\n    w = _build(*a, **k)\n    st.install_startup_probe(w)\n    return w\n"
+        "aw.build_main_window = build\nfrom app.bootstrap import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "GEMMA_DESKTOP_STARTUP_PROBE": mode}
+    return subprocess.run([sys.executable, "-c", wrapper, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _marks(stderr: str, name: str) -> list[float]:
+    return [float(line.split()[1]) for line in stderr.splitlines() if line.startswith(name + " ")]
+
+
+def test_startup_probe_reports_first_paint() -> None:
+    result = _run_with_probe("quit")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (seconds,) = _marks(result.stderr, "first-paint")
+    assert 0.0 < seconds < 60.0
+
+
+def test_startup_probe_reports_model_ready(model_270m: Path) -> None:
+    result = _run_with_probe("quit-when-ready", "--model", str(model_270m))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (painted,) = _marks(result.stderr, "first-paint")
+    (ready,) = _marks(result.stderr, "model-ready")
+    assert 0.0 < painted < ready < 60.0
