@@ -233,7 +233,8 @@ class MainWindow(QMainWindow):
         kwargs: dict[str, Any] = {}
         for name in ("n_ctx", "n_gpu_layers"):
             value = getattr(self._settings, name, None)
-            if isinstance(value, int) and value:
+            # n_gpu_layers None is "auto" (the engine host fits it); 0 is a real choice: CPU only.
+            if isinstance(value, int) and (value or name == "n_gpu_layers"):
                 kwargs[name] = value
         if n_ctx is not None:
             kwargs["n_ctx"] = n_ctx
@@ -243,7 +244,16 @@ class MainWindow(QMainWindow):
             kwargs["n_gpu_layers"] = n_gpu_layers
         if mmproj:
             kwargs["mmproj"] = mmproj
-        self._client.load_model(path, **kwargs)
+        wiring = getattr(self, "settings_wiring", None)
+        if wiring is not None and getattr(self._client, "model_info", None):
+            # A model runs: the ModelSwitcher asks before cutting off an answer and brings this
+            # model back if the new one fails to load.
+            if not wiring.switcher.switch(path, mmproj, int(kwargs.get("n_ctx", 8192)),
+                                          kwargs.get("n_gpu_layers")):
+                self._on_client_loaded(self._client.model_info)  # declined: nothing changed
+                return
+        else:
+            self._client.load_model(path, **kwargs)
         if hasattr(self._settings, "model_path"):
             self._settings.model_path = path
             if hasattr(self._settings, "mmproj_path"):

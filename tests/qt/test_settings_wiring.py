@@ -205,3 +205,15 @@ def test_a_failed_switch_after_the_dialog_closed_still_puts_the_settings_back(
     client.loaded({**MODEL_INFO, "path": str(model_270m)})
     assert settings.model_path == str(model_270m) and saves[-1] == str(model_270m)
     assert window.banner.title_label.text() == "Couldn't switch models"
+
+
+def test_open_model_while_one_runs_goes_through_the_switcher(qtbot, env, model_270m) -> None:
+    window, client, settings = env
+    client.loaded({**MODEL_INFO, "path": str(model_270m)})
+    window.load_model("/models/other.gguf")  # File → Open model…, or "Use" in the model manager
+    assert client.loads[-1][0] == "/models/other.gguf" and window.settings_wiring.switcher.switching
+    client.sig_load_failed.emit("This file is not a GGUF model. Choose a .gguf file.")
+    assert client.loads[-1][0] == str(model_270m)  # the running model comes back
+    client.loaded({**MODEL_INFO, "path": str(model_270m)})
+    assert window.banner.title_label.text() == "Couldn't switch models"
+    assert settings.model_path == str(model_270m)
