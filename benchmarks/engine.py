@@ -34,47 +34,58 @@ GEMMA3_TEMPLATE = (
 )
 
 
-def raw_llama(model_path: str, prompt: str, n_tokens: int, threads: int, n_ctx: int) -> tuple[float, float]:
-    """(ttft_ms, decode tok/s) with llama.cpp's C API and a greedy sampler: the reference."""
-    import llama_cpp as lc
+class RawLlama:
+    """llama.cpp's C API driven directly with a greedy sampler: the reference.
 
-    lc.llama_backend_init()
-    lc.llama_log_set(lc.llama_log_callback(lambda *_: None), None)
-    mp = lc.llama_model_default_params()
-    model = lc.llama_model_load_from_file(model_path.encode(), mp)
-    cp = lc.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, 512, 512
-    cp.n_threads = cp.n_threads_batch = threads
-    cp.no_perf = True
-    ctx = lc.llama_init_from_model(model, cp)
-    vocab = lc.llama_model_get_vocab(model)
-    data = prompt.encode()
-    arr = (lc.llama_token * (len(data) + 16))()
-    n = lc.llama_tokenize(vocab, data, len(data), arr, len(data) + 16, True, True)
-    sampler = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
-    lc.llama_sampler_chain_add(sampler, lc.llama_sampler_init_greedy())
-    buf = ctypes.create_string_buffer(64)
-    t0 = time.perf_counter()
-    batch = lc.llama_batch_get_one(arr, n)
-    assert lc.llama_decode(ctx, batch) == 0
-    tok = lc.llama_sampler_sample(sampler, ctx, -1)
-    lc.llama_token_to_piece(vocab, tok, buf, 64, 0, True)
-    t_first = time.perf_counter()
-    one = (lc.llama_token * 1)()
-    produced = 1
-    for _ in range(n_tokens - 1):
-        one[0] = tok
-        assert lc.llama_decode(ctx, lc.llama_batch_get_one(one, 1)) == 0
-        tok = lc.llama_sampler_sample(sampler, ctx, -1)
-        if lc.llama_vocab_is_eog(vocab, tok):
-            break
-        lc.llama_token_to_piece(vocab, tok, buf, 64, 0, True)
-        produced += 1
-    t_end = time.perf_counter()
-    lc.llama_sampler_free(sampler)
-    lc.llama_free(ctx)
-    lc.llama_model_free(model)
-    return (t_first - t0) * 1000, (produced - 1) / (t_end - t_first)
+    Same context settings as the app's engine (flash attention on, SWA cache not full, 512 batch),
+    loaded once like the app's model, KV cache cleared between runs.
+    """
+
+    def __init__(self, model_path: str, threads: int, n_ctx: int) -> None:
+        import llama_cpp as lc
+
+        self.lc = lc
+        lc.llama_backend_init()
+        self._quiet = lc.llama_log_callback(lambda *_: None)  # must outlive every llama.cpp call
+        lc.llama_log_set(self._quiet, None)
+        self.model = lc.llama_model_load_from_file(model_path.encode(), lc.llama_model_default_params())
+        cp = lc.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, 512, 512
+        cp.n_threads = cp.n_threads_batch = threads
+        cp.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        cp.swa_full = False
+        cp.no_perf = True
+        self.ctx = lc.llama_init_from_model(self.model, cp)
+        self.vocab = lc.llama_model_get_vocab(self.model)
+
+    def run(self, prompt: str, n_tokens: int) -> tuple[float, float]:
+        """(ttft_ms, decode tok/s) for one prompt."""
+        lc = self.lc
+        lc.llama_memory_clear(lc.llama_get_memory(self.ctx), True)
+        data = prompt.encode()
+        arr = (lc.llama_token * (len(data) + 16))()
+        n = lc.llama_tokenize(self.vocab, data, len(data), arr, len(data) + 16, True, True)
+        sampler = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        lc.llama_sampler_chain_add(sampler, lc.llama_sampler_init_greedy())
+        buf = ctypes.create_string_buffer(64)
+        t0 = time.perf_counter()
+        assert lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, n)) == 0
+        tok = lc.llama_sampler_sample(sampler, self.ctx, -1)
+        lc.llama_token_to_piece(self.vocab, tok, buf, 64, 0, True)
+        t_first = time.perf_counter()
+        one = (lc.llama_token * 1)()
+        produced = 1
+        for _ in range(n_tokens - 1):
+            one[0] = tok
+            assert lc.llama_decode(self.ctx, lc.llama_batch_get_one(one, 1)) == 0
+            tok = lc.llama_sampler_sample(sampler, self.ctx, -1)
+            if lc.llama_vocab_is_eog(self.vocab, tok):
+                break
+            lc.llama_token_to_piece(self.vocab, tok, buf, 64, 0, True)
+            produced += 1
+        t_end = time.perf_counter()
+        lc.llama_sampler_free(sampler)
+        return (t_first - t0) * 1000, (produced - 1) / (t_end - t_first)
 
 
 class AppPath:
@@ -151,12 +162,15 @@ def main() -> int:
 
         args.model = str(gemma3_270m_path())
 
+    raw = RawLlama(args.model, args.threads, args.ctx)
     app = AppPath(args.model, args.threads, args.ctx)
     raw_ttft, raw_tps, app_ttft, app_tps, stalls = [], [], [], [], []
+    raw.run("Warm up.", 8)
+    app.run(prompt="Warm up.", n_tokens=8)
     for i in range(args.runs):
         # A different first word each run so the app's prompt cache cannot help it here.
         prompt = f"Run {i}. {PROMPT}"
-        t, s = raw_llama(args.model, prompt, args.tokens, args.threads, args.ctx)
+        t, s = raw.run(prompt, args.tokens)
         raw_ttft.append(t)
         raw_tps.append(s)
         st = app.run(prompt=prompt, n_tokens=args.tokens)

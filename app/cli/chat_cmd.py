@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-p", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--ctx", type=int, default=8192, help="context length in tokens")
-    p.add_argument("--n-gpu-layers", type=int, default=-1, help="layers on the GPU (-1: all)")
+    p.add_argument("--n-gpu-layers", type=int, default=None,
+                   help="layers on the GPU (-1: all; default: as many as fit in free memory)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--grammar", type=Path, default=None, help="GBNF grammar file constraining the output")
     p.add_argument("--image", type=Path, action="append", default=[], help="attach an image (repeatable)")

@@ -165,11 +165,14 @@ class EngineClient(QObject):
         path: str,
         mmproj: str | None = None,
         n_ctx: int = 8192,
-        n_gpu_layers: int = -1,
+        n_gpu_layers: int | None = None,
         n_threads: int | None = None,
         chat_template: str | None = None,
     ) -> None:
-        """Load a model in a fresh host (switching models ends the old host: all memory returns)."""
+        """Load a model in a fresh host (switching models ends the old host: all memory returns).
+
+        n_gpu_layers None is "auto": the host offloads as many layers as fit in free memory.
+        """
         self._last_load = {
             "path": path, "mmproj": mmproj, "n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers,
             "n_threads": n_threads, "chat_template": chat_template,

@@ -16,31 +16,11 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from app.core.hardware.devices import HardwareReport, probe_in_subprocess
-from app.core.hardware.planner import Machine
+from app.core.hardware.planner import Machine, machine_from_report
 
 log = logging.getLogger(__name__)
 
 ProbeFn = Callable[[], HardwareReport]
-
-
-def machine_from_report(report: HardwareReport) -> Machine:
-    """What the planner may use on this machine: the GPU with the most free memory, RAM, disk.
-
-    A GPU the installed llama.cpp build cannot offload to does not count (it would only mislead
-    the planner into promising GPU speed); the report's warning says so to the user.
-    """
-    gpus = report.gpus
-    best = max(gpus, key=lambda d: d.free_bytes) if gpus and report.gpu_offload else None
-    unified = best is not None and (best.kind == "igpu" or "Metal" in best.name)
-    return Machine(
-        gpu_free=best.free_bytes if best else 0,
-        gpu_total=best.total_bytes if best else 0,
-        gpu_name=best.description if best else "",
-        ram_available=report.ram_available,
-        ram_total=report.ram_total,
-        disk_free=report.disk_free,
-        unified=unified,
-    )
 
 
 class _ProbeSignals(QObject):

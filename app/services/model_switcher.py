@@ -29,7 +29,7 @@ class LoadRequest:
     path: str
     mmproj: str | None = None
     n_ctx: int = 8192
-    n_gpu_layers: int = -1
+    n_gpu_layers: int | None = None  # None: auto, as many layers as fit
     n_threads: int | None = None
 
     @property
@@ -89,8 +89,7 @@ class ModelSwitcher(QObject):
                confirm: Confirm | None = None) -> bool:
         """Load `path` in a fresh host. False when nothing was started (declined, or busy switching).
 
-        n_gpu_layers None means "let llama.cpp offload everything it can" (-1); callers that
-        want the planner's choice resolve it before calling.
+        n_gpu_layers None means "auto": the engine host offloads as many layers as fit.
         """
         if self.switching:
             return False
@@ -100,7 +99,7 @@ class ModelSwitcher(QObject):
             if ask is None or not ask():
                 return False
         request = LoadRequest(path, mmproj, int(n_ctx),
-                              -1 if n_gpu_layers is None else int(n_gpu_layers), n_threads)
+                              None if n_gpu_layers is None else int(n_gpu_layers), n_threads)
         if self._current is None:
             self._current = self._known_model()
         self._target = request

@@ -29,7 +29,7 @@ def window(qtbot, monkeypatch):
     win.show()
     qtbot.waitUntil(lambda: win._client.model_info is not None, timeout=120_000)
     params = win.controller._params
-    monkeypatch.setattr(win.controller, "_params", lambda: {**params(), "grammar": THINK_THEN_ANSWER, "seed": 3})
+    monkeypatch.setattr(win.controller, "_params", lambda *a: {**params(*a), "grammar": THINK_THEN_ANSWER, "seed": 3})
     yield win
     win._client.shutdown()
 
@@ -62,7 +62,7 @@ def test_killed_engine_keeps_the_conversation_and_restarts(qtbot, window):
     win = window
     win.composer.set_text("Tell me a long story.")
     monkey_params = win.controller._params
-    win.controller._params = lambda: {**monkey_params(), "grammar": None, "max_tokens": 4000}
+    win.controller._params = lambda *a: {**monkey_params(*a), "grammar": None, "max_tokens": 4000}
     with qtbot.waitSignal(win._client.sig_engine_crashed, timeout=60_000):
         win.composer._send()
         qtbot.wait(500)

@@ -21,10 +21,16 @@ class EngineSession:
         self.engine = engine
 
     def load(self, msg: dict[str, Any], on_progress: Callable[[float], None]) -> ModelInfo:
+        n_ctx = int(msg.get("n_ctx") or 8192)
+        n_gpu_layers = msg.get("n_gpu_layers")
+        if n_gpu_layers is None:  # "auto": as many layers as fit in the memory free right now
+            from app.core.engine.autofit import auto_gpu_layers
+
+            n_gpu_layers = auto_gpu_layers(msg["path"], n_ctx, msg.get("mmproj"))
         info = self.engine.load(
             msg["path"],
-            n_ctx=int(msg.get("n_ctx") or 8192),
-            n_gpu_layers=int(msg.get("n_gpu_layers", -1)),
+            n_ctx=n_ctx,
+            n_gpu_layers=int(n_gpu_layers),
             n_threads=msg.get("n_threads"),
             mmproj=msg.get("mmproj"),
             flash_attn=bool(msg.get("flash_attn", True)),

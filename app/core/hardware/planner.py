@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from app.core.hardware.devices import HardwareReport
 from app.core.hardware.memory import MIB, Estimate, ModelShape, Options, estimate
 
 GIB = 1024**3
@@ -262,3 +263,23 @@ def catalog_candidates(
             download_bytes=e.file.size + mm_bytes,
         ))
     return out
+
+
+def machine_from_report(report: HardwareReport) -> Machine:
+    """What the planner may use on this machine: the GPU with the most free memory, RAM, disk.
+
+    A GPU the installed llama.cpp build cannot offload to does not count (it would only mislead
+    the planner into promising GPU speed); the report's warning says so to the user.
+    """
+    gpus = report.gpus
+    best = max(gpus, key=lambda d: d.free_bytes) if gpus and report.gpu_offload else None
+    unified = best is not None and (best.kind == "igpu" or "Metal" in best.name)
+    return Machine(
+        gpu_free=best.free_bytes if best else 0,
+        gpu_total=best.total_bytes if best else 0,
+        gpu_name=best.description if best else "",
+        ram_available=report.ram_available,
+        ram_total=report.ram_total,
+        disk_free=report.disk_free,
+        unified=unified,
+    )

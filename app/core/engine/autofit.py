@@ -1,0 +1,42 @@
+"""Choose GPU layers when the user left them on "auto": the fit planner, run inside the engine host.
+
+The host is the one process that may hold a GPU context, so it probes the devices and reads the
+GGUF header right before loading, against the memory that is free at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app.core.engine.llama_engine import EngineError
+
+log = logging.getLogger(__name__)
+GIB = 1024**3
+
+
+def auto_gpu_layers(path: str, n_ctx: int, mmproj: str | None) -> int:
+    """llama.cpp's n_gpu_layers for this model and context (-1 = all), or EngineError if nothing fits."""
+    from app.core.hardware.devices import probe
+    from app.core.hardware.gguf_info import read_gguf_path
+    from app.core.hardware.memory import ModelShape, Options, estimate
+    from app.core.hardware.planner import machine_from_report, max_gpu_layers
+
+    try:
+        info = read_gguf_path(path)
+        projector = read_gguf_path(mmproj) if mmproj else None
+        shape = ModelShape.from_gguf(info, projector)
+        machine = machine_from_report(probe())
+    except Exception:  # noqa: BLE001 - an unreadable header is for llama.cpp to explain
+        log.exception("auto fit failed; offloading everything")
+        return -1
+    opts = Options()
+    layers = max_gpu_layers(shape, n_ctx, machine, opts)
+    if layers is None:
+        need = estimate(shape, n_ctx, 0, opts, has_gpu=machine.has_gpu).total
+        raise EngineError(
+            "load",
+            f"{shape.name} needs about {need / GIB:.1f} GB at a {n_ctx:,}-token context, more than "
+            "this machine has free. Try a smaller context length in Settings, a smaller quantisation, "
+            "or close other programs.",
+        )
+    return -1 if layers > shape.n_layer else layers
