@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -98,7 +99,7 @@ class BranchSwitcherWidget(QWidget):
         self.setVisible(count > 1)
 
 
-class MessageEditorWidget(QWidget):
+class MessageEditorWidget(QFrame):
     """Edit a sent message in place: Ctrl+Enter (or Send) sends the new version, Esc cancels."""
 
     sig_submitted = Signal(str)
@@ -106,9 +107,10 @@ class MessageEditorWidget(QWidget):
 
     def __init__(self, text: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("MessageEditor")
+        # Drawn as the user's bubble (the theme styles it), so it reads as "this message, editable".
+        self.setObjectName("UserBubble")
         column = QVBoxLayout(self)
-        column.setContentsMargins(0, 0, 0, 0)
+        column.setContentsMargins(14, 10, 14, 10)
         column.setSpacing(6)
         self.input = QPlainTextEdit(self)
         self.input.setObjectName("ComposerInput")

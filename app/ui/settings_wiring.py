@@ -126,7 +126,7 @@ class SettingsWiring(QObject):
         if self.switcher.switching:
             self._window.status.set_loading(self._switch_name, fraction)
 
-    def _on_switcher_switched(self, info: dict) -> None:
+    def _on_switcher_switched(self, info: dict[str, Any]) -> None:
         name = str(info.get("name") or os.path.basename(str(info.get("path", ""))))
         self._window.status.set_message(f"Switched to {name}")
 

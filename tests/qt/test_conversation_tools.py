@@ -372,3 +372,7 @@ def test_screenshot_of_a_conversation_with_a_branch_switcher(qtbot, env) -> None
         window.theme_manager.apply(theme=scheme)
         path = save(window, f"{scheme}-branch-switcher")
         assert path.stat().st_size > 10_000
+    window.theme_manager.apply(theme="light")
+    window.chat_view.messages[0].start_edit()
+    assert save(window, "light-edit-message").stat().st_size > 10_000
+    window.chat_view.messages[0].cancel_edit()
