@@ -105,6 +105,10 @@ def test_install_registers_desktop_entry_and_icons(bundle: Path, tmp_path: Path)
     subprocess.run(["bash", str(ROOT / "packaging" / "install.sh"), str(bundle)], check=True,
                    env=env, capture_output=True, timeout=300)
     share = tmp_path / "share"
+    # The freedesktop.org validator (Debian: desktop-file-utils) on the entry as installed.
+    check = subprocess.run(["desktop-file-validate", str(share / "applications" / "gemma-desktop.desktop")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and "error" not in check.stdout, check.stdout
     entry = configparser.ConfigParser(interpolation=None)
     entry.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     entry.read(share / "applications" / "gemma-desktop.desktop")
