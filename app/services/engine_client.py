@@ -88,6 +88,11 @@ class EngineClient(QObject):
     sig_failed = Signal(str)
     sig_engine_crashed = Signal(str)
 
+    @property
+    def last_load(self) -> dict[str, Any] | None:
+        """The arguments of the last load_model call (what restart() reloads)."""
+        return dict(self._last_load) if self._last_load else None
+
     def __init__(self, parent: QObject | None = None, *, command: list[str] | None = None) -> None:
         super().__init__(parent)
         self._command = command
@@ -222,11 +227,19 @@ class EngineClient(QObject):
 
     # ----- events --------------------------------------------------------------------------
 
+    def _stale(self) -> bool:
+        """An event queued by a host that has since been replaced (a switch or a restart)."""
+        return self._pump is None or self.sender() is not self._pump
+
     def _on_pump_deltas(self, batch: list) -> None:
+        if self._stale():
+            return
         for kind, text in batch:
             self.sig_delta.emit(kind, text)
 
     def _on_pump_event(self, ev: dict) -> None:
+        if self._stale():
+            return
         kind = ev.get("ev")
         if kind == "ready":
             self.sig_host_started.emit()
@@ -253,6 +266,8 @@ class EngineClient(QObject):
                 self.sig_failed.emit(message)
 
     def _on_pump_exited(self, code: int, stderr_tail: str) -> None:
+        if self._stale():
+            return
         expected = self._host is None or self._host.expected_exit
         was_busy = self.busy or self._loading
         self._active_id = None
