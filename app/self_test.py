@@ -247,7 +247,9 @@ class SelfTest:
         finally:
             recorder.cancel()
             recorder.deleteLater()
-        return f"recorded {duration:.2f} s into {Path(path).name}"
+        # The clip proved the microphone works; it belongs to no conversation, so it goes.
+        Path(path).unlink(missing_ok=True)
+        return f"recorded {duration:.2f} s into {Path(path).name} (deleted)"
 
     def step_shutdown(self) -> str:
         if self.client is None:
