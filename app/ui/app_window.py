@@ -13,6 +13,7 @@ from app.core.storage.settings import load_settings, save_settings
 from app.services.engine_client import EngineClient
 from app.ui import theme
 from app.ui.main_window import MainWindow
+from app.ui.settings_wiring import use_folder
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,9 @@ def build_main_window(app: QApplication, model: str | None = None,
     """Settings, history, engine client and the window, wired; the model (if any) starts loading."""
     app.setWindowIcon(theme.app_icon())
     settings, notice = load_settings()
+    # Folders chosen in Settings → Storage win over the defaults for everything in this process.
+    use_folder("models", settings.models_dir)
+    use_folder("data", settings.data_dir)
     store = HistoryStore(default_db_path())
     interrupted = store.mark_interrupted()  # answers a crash left "streaming"
     session = ChatSession(store)

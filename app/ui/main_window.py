@@ -96,7 +96,7 @@ class MainWindow(QMainWindow):
         self._wire()
         # After _wire: on a failed switch the window's own load handlers run first, then the
         # switcher's (its "previous model is back" message is the one left on screen).
-        self.settings_wiring = SettingsWiring(self, settings, client)
+        self.settings_wiring = SettingsWiring(self, settings, client, history=store)
         self._wire_conversation_tools()
         shortcuts.label_window(self)
         shortcuts.window_tab_order(self)

@@ -36,15 +36,35 @@ def default_model_store(settings: Any) -> Any:
         return None
 
 
+def use_folder(kind: str, folder: str | None) -> None:
+    """Point app.core.paths at a chosen models/data folder for this process (start-up and moves).
+
+    paths reads GEMMA_DESKTOP_<KIND>_DIR first, so every part (history, attachments, downloads)
+    follows without being told.
+    """
+    if folder:
+        os.environ[f"GEMMA_DESKTOP_{kind.upper()}_DIR"] = str(folder)
+
+
+def reopen_history(store: Any, db_path: Path) -> None:
+    """Open the history at its new place in the same HistoryStore object.
+
+    The controller, session and export actions all hold this one object; re-running its
+    constructor swaps the connection under all of them at once.
+    """
+    type(store).__init__(store, db_path)
+
+
 class SettingsWiring(QObject):
     """Owns the ModelSwitcher and the open SettingsDialog of one window."""
 
     sig_applied = Signal(object)  # the window's Settings, after the dialog's values took effect
 
     def __init__(self, window: Any, settings: Any, client: Any,
-                 model_store: Any = None, machine: Any = None) -> None:
+                 model_store: Any = None, machine: Any = None, history: Any = None) -> None:
         super().__init__(window)
         self._window = window
+        self._history = history  # the HistoryStore, closed and reopened when the data folder moves
         self._settings = settings
         self._client = client
         self._model_store = model_store
@@ -67,6 +87,8 @@ class SettingsWiring(QObject):
                                     machine=self.machine, active_model=info.get("path"),
                                     parent=self._window)
             dialog.sig_applied.connect(self._on_dialog_applied)
+            dialog.sig_folder_moving.connect(self._on_dialog_folder_moving)
+            dialog.sig_folder_moved.connect(self._on_dialog_folder_moved)
             dialog.finished.connect(self._on_dialog_finished)
             self.dialog = dialog
             dialog.open()
@@ -106,6 +128,25 @@ class SettingsWiring(QObject):
 
     def _on_dialog_applied(self, new: Any) -> None:
         self.apply(new)
+
+    def _on_dialog_folder_moving(self, kind: str) -> None:
+        # Direct call, before any file moves: the database must be closed (its WAL checkpointed)
+        # or the copy could miss the latest messages.
+        if kind == "data" and self._history is not None:
+            self._window.controller.stop()
+            self._history.close()
+
+    def _on_dialog_folder_moved(self, kind: str, folder: str) -> None:
+        """The folder is in its new place (or back in the old one after a failure): use it."""
+        use_folder(kind, folder)
+        if kind == "data" and self._history is not None:
+            reopen_history(self._history, Path(folder) / "history.db")
+            controller = self._window.controller
+            controller.refresh_conversations()
+            current = controller.conversation_id
+            controller.new_conversation()
+            if current is not None:
+                controller.open_conversation(current)
 
     def _on_dialog_finished(self, _result: int) -> None:
         dialog, self.dialog = self.dialog, None

@@ -72,6 +72,8 @@ def _chat(qtbot, window: MainWindow, store: HistoryStore, text: str) -> str:
 
 
 def _switch_in_dialog(qtbot, window: MainWindow, path: Path, expect_ok: bool = True) -> None:
+    window.activateWindow()  # window shortcuts need it active (offscreen may not activate it)
+    qtbot.waitUntil(window.isActiveWindow, timeout=3000)
     window.composer.input.setFocus()
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
     dialog = window.settings_wiring.dialog

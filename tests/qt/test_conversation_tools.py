@@ -318,6 +318,8 @@ def test_per_conversation_prompt_and_preset_override_the_settings(qtbot, env) ->
 
 def test_keyboard_shortcuts(qtbot, env) -> None:
     window, client, _, _ = env
+    window.activateWindow()  # window shortcuts need it active (offscreen may not activate it)
+    qtbot.waitUntil(window.isActiveWindow, timeout=3000)
     _send(qtbot, window, "Say hi")
     _answer(client, "Hi **there**")
     QApplication.clipboard().clear()

@@ -54,6 +54,9 @@ class _NoModels:
 
 
 def _open(qtbot, window: MainWindow):
+    # Window shortcuts need the window active (the offscreen platform may not activate it).
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=3000)
     window.composer.input.setFocus()
     qtbot.keyClick(window.composer.input, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
     dialog = window.settings_wiring.dialog
@@ -217,3 +220,43 @@ def test_open_model_while_one_runs_goes_through_the_switcher(qtbot, env, model_2
     client.loaded({**MODEL_INFO, "path": str(model_270m)})
     assert window.banner.title_label.text() == "Couldn't switch models"
     assert settings.model_path == str(model_270m)
+
+
+def test_moving_the_data_folder_takes_the_history_along_and_keeps_chatting(
+        qtbot, tmp_path: Path, monkeypatch) -> None:
+    from app.core import paths
+    from app.core.storage.history import default_db_path
+
+    monkeypatch.delenv("GEMMA_DESKTOP_DATA_DIR", raising=False)  # restored after the test
+    store = HistoryStore(default_db_path())
+    client = FakeEngineClient()
+    window = MainWindow(Settings(), store, ChatSession(store), client)
+    window.settings_wiring.machine = Machine.hypothetical(vram_gib=0, ram_gib=16)
+    window.settings_wiring._model_store = _NoModels()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    client.loaded()
+    try:
+        _send(qtbot, window, "Remember this")
+        client.delta("answer", "Noted")
+        client.finish()
+        conversation_id = window.controller.conversation_id
+        old = paths.data_dir()
+        dialog = _open(qtbot, window)
+        target = tmp_path / "moved" / "data"
+        dialog.storage_page.data_dir.setText(str(target))
+        with qtbot.waitSignal(dialog.sig_folder_moved, timeout=30_000):
+            dialog.apply()
+        assert store.db_path == target / "history.db" and not (old / "history.db").exists()
+        assert paths.data_dir() == target  # new attachments are stored there too
+        assert window.controller.conversation_id == conversation_id
+        assert [m.content for m in store.thread(conversation_id)] == ["Remember this", "Noted"]
+        _send(qtbot, window, "Still here?")
+        client.delta("answer", "Yes")
+        client.finish()
+        assert len(store.thread(conversation_id)) == 4
+        dialog.reject()
+    finally:
+        window.close()
+        store.close()
