@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import os
 import sys
 
 
@@ -36,6 +37,11 @@ def main(argv: list[str]) -> int:
         from app.cli import run_cli
 
         return run_cli(argv)
+    if argv[:1] == ["--version"]:
+        from app import APP_NAME, __version__
+
+        print(f"{APP_NAME} {__version__}")
+        return 0
     if "--self-test" in argv:
         from app.self_test import run_self_test
 
@@ -59,8 +65,13 @@ def run_gui(argv: list[str]) -> int:
     app = QApplication([sys.argv[0], *qt_args])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("Gemma Desktop")
+    app.setDesktopFileName("gemma-desktop")  # Wayland shells match the window to the menu entry
     window = build_main_window(app, model=args.model, mmproj=args.mmproj)
     window.show()
+    if os.environ.get("GEMMA_DESKTOP_STARTUP_PROBE"):
+        from app.self_test import install_startup_probe
+
+        install_startup_probe(window)
     return int(app.exec())
 
 

@@ -27,6 +27,7 @@ APT_PACKAGES=(
   libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0
   libxcb-xinerama0 libxcb-xkb1 libpulse0 libsndfile1 fonts-dejavu-core
   pulseaudio pulseaudio-utils xvfb xauth espeak-ng sox cmake build-essential
+  desktop-file-utils
 )
 if command -v dpkg-query >/dev/null 2>&1; then
   missing=()
@@ -68,5 +69,5 @@ printf '%s\n' "$CMAKE_ARGS" > .venv/llama-build-args
 
 # --- the app and its test tools --------------------------------------------------------------------
 log "Installing Gemma Desktop and its dependencies"
-$VPY -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+$VPY -m pip install -q -e ".[dev,package]" 2>&1 | grep -v "^WARNING: Location" || true
 $VPY -c "import llama_cpp, PySide6.QtMultimedia, huggingface_hub, soundfile; print('ready: llama-cpp-python', llama_cpp.__version__)"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.leaks import SESSION_PIDS
+from tests.fixtures.pulse import pulse  # noqa: F401 - session fixture used below
 
 # Before anything imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -72,6 +73,16 @@ def no_leaks(request: pytest.FixtureRequest):
         time.sleep(0.05)
     names = [t.name for t in extra_threads]
     pytest.fail(f"test left running: threads {names}, child processes {sorted(extra_children)}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audio_server(pulse):
+    """A private PulseAudio with a FIFO microphone for the whole session.
+
+    Qt Multimedia binds to the sound server the first time anything asks for audio devices, so it
+    must be running before the first Qt test, whichever test that is.
+    """
+    return pulse
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import APP_NAME, __version__
+from app import APP_NAME
 from app.ui import shortcuts, theme
 from app.ui.banner import NoticeBanner
 from app.ui.chat_controller import NO_MODEL_MESSAGE, ChatController
@@ -412,12 +412,9 @@ class MainWindow(QMainWindow):
         self.show_crash(message)
 
     def _on_about_triggered(self) -> None:
-        QMessageBox.about(
-            self, f"About {APP_NAME}",
-            f"<h3>{APP_NAME} {__version__}</h3>"
-            "<p>Chat offline with Google's Gemma 4 models on your own computer.</p>"
-            "<p>Inference by llama.cpp (MIT) through llama-cpp-python. Interface by Qt (LGPL v3) "
-            "through PySide6. Gemma 4 models are released under Apache 2.0.</p>")
+        from app.ui.about_dialog import AboutDialog
+
+        AboutDialog(self).exec()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.controller.stop()
