@@ -510,7 +510,10 @@ class LlamaEngine:
     def _make_sampler(self, params: SamplingParams) -> Any:
         chain_params = lc.llama_sampler_chain_default_params()
         chain = lc.llama_sampler_chain_init(chain_params)
-        add = lambda s: lc.llama_sampler_chain_add(chain, s)  # noqa: E731
+
+        def add(sampler: Any) -> None:
+            lc.llama_sampler_chain_add(chain, sampler)
+
         if params.repeat_penalty and params.repeat_penalty != 1.0:
             add(lc.llama_sampler_init_penalties(64, params.repeat_penalty, 0.0, 0.0))
         if params.grammar:

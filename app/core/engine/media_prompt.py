@@ -129,6 +129,7 @@ def generate_with_media(
                             raise _Stopped
                         engine.eval_media_chunk(prepared, i, virtual[start:end], logits_last=i == last)
 
-            return engine.generate(len(virtual), params, on_piece, prefill)
+            stats: GenerationStats = engine.generate(len(virtual), params, on_piece, prefill)
+            return stats
     except ValueError as exc:
         raise EngineError("input", str(exc)) from exc
