@@ -315,6 +315,12 @@ class SettingsDialog(QDialog):
 
     def _on_move_finished(self, target: str) -> None:
         kind = self._end_move()
+        if kind == "models":
+            # The active model moved with the folder: point at its new place (no reload needed).
+            old_root = self._roots(self._committed)[0]
+            for settings in (self._pending, self._committed):
+                if settings is not None:
+                    rebase_model_paths(settings, old_root, Path(target))
         self.sig_folder_moved.emit(kind, target)
         self._after_move()
 
@@ -417,3 +423,19 @@ class SettingsDialog(QDialog):
 
     def _inform_user(self, title: str, text: str) -> None:
         QMessageBox.warning(self, title, text)
+
+
+def rebase_model_paths(settings: Settings, old_root: Path, new_root: Path) -> None:
+    """Model paths under old_root now live under new_root; paths elsewhere stay."""
+
+    def moved(value: str) -> str:
+        try:
+            return str(new_root / Path(value).relative_to(old_root))
+        except ValueError:
+            return value  # a model opened from another folder did not move
+
+    if settings.model_path:
+        settings.model_path = moved(settings.model_path)
+    if settings.mmproj_path:
+        settings.mmproj_path = moved(settings.mmproj_path)
+    settings.recent_models = [moved(p) for p in settings.recent_models]

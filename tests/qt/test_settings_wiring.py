@@ -260,3 +260,25 @@ def test_moving_the_data_folder_takes_the_history_along_and_keeps_chatting(
     finally:
         window.close()
         store.close()
+
+
+def test_moving_the_models_folder_keeps_the_active_model_found(qtbot, env, tmp_path: Path) -> None:
+    from app.core import paths
+
+    window, _client, settings = env
+    old_root = paths.models_dir()
+    model = old_root / "gemma-4-E2B-it-GGUF" / "model.gguf"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"GGUF" + b"\0" * 1024)
+    settings.model_path = str(model)
+    settings.mmproj_path = "/elsewhere/mmproj.gguf"  # opened from outside the folder: not moved
+    dialog = _open(qtbot, window)
+    target = tmp_path / "big-disk" / "models"
+    dialog.storage_page.models_dir.setText(str(target))
+    with qtbot.waitSignals([dialog.sig_folder_moved, window.sig_settings_changed], timeout=30_000):
+        dialog.apply()
+    moved = target / "gemma-4-E2B-it-GGUF" / "model.gguf"
+    assert moved.exists() and not model.exists()
+    assert settings.model_path == str(moved)
+    assert settings.mmproj_path == "/elsewhere/mmproj.gguf"
+    dialog.reject()
