@@ -7,10 +7,12 @@ import json
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from app.core import paths
 from app.core.catalog import CatalogError, Entry, load_catalog
+from app.core.catalog.catalog import refresh_from_hub
 from app.core.hardware.planner import (
     BADGE_TEXT,
     GIB,
@@ -20,6 +22,7 @@ from app.core.hardware.planner import (
     fit,
     recommend,
 )
+from app.core.hardware.shapes import cached_shapes, refresh_shapes
 
 
 def _machine(args: argparse.Namespace) -> tuple[Machine, str]:
@@ -85,8 +88,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     entries = catalog.entries()
     installed = _installed_ids(entries)
     machine, summary = _machine(args)
-    cands = {c.model_id: c for c in catalog_candidates(catalog, installed=installed,
-                                                        official_only=False)}
+    cands = {c.model_id: c for c in catalog_candidates(catalog, headers=cached_shapes(),
+                                                        installed=installed, official_only=False)}
     best = recommend(cands.values(), machine)
     rows = []
     for e in entries:
@@ -118,7 +121,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     entries = catalog.entries(official_only=True)
     installed = _installed_ids(entries)
     machine, summary = _machine(args)
-    plan = recommend(catalog_candidates(catalog, installed=installed), machine)
+    plan = recommend(catalog_candidates(catalog, headers=cached_shapes(), installed=installed), machine)
     if args.json:
         data = _plan_dict(plan)
         data["machine"] = summary
@@ -183,6 +186,23 @@ def _cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_refresh(_args: argparse.Namespace) -> int:
+    from app.core.download import ModelStore
+
+    store = ModelStore()
+    catalog = refresh_from_hub(store.list_remote_files)
+    entries = catalog.entries(official_only=False)
+
+    def local(entry: Any) -> Path | None:
+        found = store.find(entry.repo.repo_id, entry.file.filename)
+        return Path(found.path) if found else None
+
+    shapes = refresh_shapes(entries, local_path=local)
+    read = sum(1 for e in entries if e.id in shapes)
+    print(f"{len(entries)} models listed; headers read for {read}.")
+    return 0
+
+
 def run_models(argv: list[str]) -> int:
     """`models list|recommend|download|remove`; returns the exit status."""
     parser = argparse.ArgumentParser(prog="main.py models", description="Gemma 4 models")
@@ -198,9 +218,11 @@ def run_models(argv: list[str]) -> int:
     p.add_argument("--no-mmproj", action="store_true", help="skip the image/audio projector")
     p = sub.add_parser("remove")
     p.add_argument("id")
+    sub.add_parser("refresh", help="re-list the repositories and read each model's GGUF header "
+                                   "(HTTP ranges, no weights) so plans are exact offline")
     args = parser.parse_args(argv)
     handlers = {"list": _cmd_list, "recommend": _cmd_recommend, "download": _cmd_download,
-                "remove": _cmd_remove}
+                "remove": _cmd_remove, "refresh": _cmd_refresh}
     try:
         return handlers[args.action](args)
     except CatalogError as exc:

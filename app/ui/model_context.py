@@ -23,6 +23,7 @@ from app.core.download import AuthRequiredError, ModelStore, env_offline
 from app.core.download.store import LOCAL_REPO, InstalledModel
 from app.core.hardware.devices import ram_bytes
 from app.core.hardware.planner import Candidate, Machine, Plan, catalog_candidates, fit, recommend
+from app.core.hardware.shapes import cached_shapes, refresh_shapes
 from app.services.downloads import DownloadJob, DownloadManager, FileSpec
 from app.services.hardware_probe import HardwareProbe
 
@@ -133,9 +134,14 @@ class ModelsContext(QObject):
         return {e.id for e in self.catalog.entries()
                 if self.store.find(e.repo.repo_id, e.file.filename) is not None}
 
+    def _installed_path(self, entry: Any) -> Path | None:
+        found = self.store.find(entry.repo.repo_id, entry.file.filename)
+        return Path(found.path) if found else None
+
     def candidates(self, official_only: bool = False) -> dict[str, Candidate]:
         return {c.model_id: c for c in catalog_candidates(
-            self.catalog, installed=self.installed_ids(), official_only=official_only)}
+            self.catalog, headers=cached_shapes(), installed=self.installed_ids(),
+            official_only=official_only)}
 
     def recommendation(self) -> Plan:
         """The planner's one pick among the official repositories (what the welcome screen offers)."""
@@ -297,8 +303,13 @@ class ModelsContext(QObject):
 
     def refresh_task(self) -> BackgroundTask:
         """Re-list every repository on the Hub (sizes, sha256) and cache it for offline use."""
-        task = BackgroundTask("catalog-refresh",
-                              lambda _r: refresh_from_hub(self.store.list_remote_files), self)
+        def work(_report: Callable[[int, int], None]) -> Catalog:
+            catalog = refresh_from_hub(self.store.list_remote_files)
+            # Real headers (HTTP ranges, no weights) make the plans exact, and stay cached offline.
+            refresh_shapes(catalog.entries(official_only=False), local_path=self._installed_path)
+            return catalog
+
+        task = BackgroundTask("catalog-refresh", work, self)
         self._track(task)
         task.sig_finished.connect(self._on_catalog_loaded)
         return task
