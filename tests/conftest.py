@@ -46,12 +46,20 @@ def _children() -> set[int]:
 
 
 @pytest.fixture(autouse=True)
-def private_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Config, data, cache, logs, models and the HF cache all live in tmp_path."""
+def private_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Config, data, cache, logs, models and the HF cache all live in tmp_path.
+
+    The app itself sets variables (moved folders, offline mode): the environment is put back
+    exactly as it was after every test, so nothing leaks into the next one.
+    """
+    saved = dict(os.environ)
     home = tmp_path / "gemma-home"
     monkeypatch.setenv("GEMMA_DESKTOP_HOME", str(home))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    return home
+    yield home
+    monkeypatch.undo()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True)

@@ -431,10 +431,13 @@ _MANAGERS: dict[int, theme.ThemeManager] = {}
 
 def _theme_manager(app: QApplication, settings: Any) -> theme.ThemeManager:
     # One per application: several windows (and tests) share it.
+    name = str(getattr(settings, "theme", "system") or "system")
+    scale = float(getattr(settings, "text_scale", 1.0) or 1.0)
     manager = _MANAGERS.get(id(app))
     if manager is None:
-        manager = theme.ThemeManager(app, str(getattr(settings, "theme", "system") or "system"),
-                                     float(getattr(settings, "text_scale", 1.0) or 1.0))
+        manager = theme.ThemeManager(app, name, scale)
         _MANAGERS[id(app)] = manager
         manager.apply()
+    else:
+        manager.apply(theme=name, text_scale=scale)  # this window's settings, not the last one's
     return manager
