@@ -19,15 +19,15 @@ from PySide6.QtCore import QByteArray, QIODevice, QObject, Qt, QTimer, Signal, S
 # never compare equal to QAudio's.
 from PySide6.QtMultimedia import QAudioDevice, QAudioFormat, QAudioSource, QMediaDevices, QtAudio
 
-from app.core.media.audio import (
-    MAX_CLIP_SECONDS,
-    NO_SOUND_MESSAGE,
-    clip_from_recording,
-    frame_bytes,
-    meter_level,
-    pcm_to_float,
-)
-from app.core.media.errors import MediaError
+from app.core.media.errors import MAX_CLIP_SECONDS, NO_SOUND_MESSAGE, MediaError
+
+# app.core.media.audio brings numpy (~0.2 s): imported on the first recording, not at app start.
+
+
+def _audio():  # type: ignore[no-untyped-def]
+    from app.core.media import audio
+
+    return audio
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class MicrophoneRecorder(QObject):
         self._sample_format = sample_format
         self._channels = fmt.channelCount()
         self._rate = fmt.sampleRate()
-        self._frame_bytes = frame_bytes(sample_format, self._channels)
+        self._frame_bytes = _audio().frame_bytes(sample_format, self._channels)
         self._reset_buffers()
         source = QAudioSource(device, fmt, self)
         source.stateChanged.connect(self._on_source_state_changed)
@@ -265,8 +265,8 @@ class MicrophoneRecorder(QObject):
         recent = b"".join(self._meter_buffer)
         self._meter_buffer = []
         self._frames_at_last_meter = self._frames
-        samples = pcm_to_float(recent, self._sample_format, self._channels)
-        self.sig_level.emit(meter_level(samples) if len(samples) else 0.0)
+        samples = _audio().pcm_to_float(recent, self._sample_format, self._channels)
+        self.sig_level.emit(_audio().meter_level(samples) if len(samples) else 0.0)
         self.sig_elapsed.emit(self._frames / self._rate)
 
     def _discard_source(self) -> None:
@@ -294,8 +294,8 @@ class MicrophoneRecorder(QObject):
     def _save_clip(self, pcm: bytes, sample_format: str, channels: int, rate: int) -> None:
         """Worker thread: PCM -> 16 kHz mono clip -> WAV in the attachments folder."""
         try:
-            frames = pcm_to_float(pcm, sample_format, channels)
-            clip = clip_from_recording(frames, rate, max_seconds=self._max_seconds)
+            frames = _audio().pcm_to_float(pcm, sample_format, channels)
+            clip = _audio().clip_from_recording(frames, rate, max_seconds=self._max_seconds)
             path = clip.store()
             self._sig_saved.emit(str(path), clip.duration_s)
         except MediaError as exc:

@@ -13,17 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
-from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import constants
 
+# huggingface_hub's API, error and HTTP modules take ~0.7 s to import: they are imported where
+# used, so that starting the app (which may never download) does not pay for them.
 from app.core.download.errors import AuthRequiredError, NetworkError, NotFoundError, OfflineError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -141,6 +134,8 @@ class HubClient:
         return {"authorization": f"Bearer {token}"} if token else {}
 
     def file_url(self, repo_id: str, filename: str, revision: str = "main") -> str:
+        from huggingface_hub import hf_hub_url
+
         url: str = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
         # hf_hub_url only swaps the endpoint it saw at import; make sure ours is used.
         if not url.startswith(self.endpoint):
@@ -148,6 +143,8 @@ class HubClient:
         return url
 
     def file_info(self, repo_id: str, filename: str, revision: str = "main") -> RemoteFile:
+        from huggingface_hub import get_hf_file_metadata
+
         """HEAD the file: size, LFS sha256, commit. Raises DownloadError subclasses or RetryableError."""
         self.check_online()
         url = self.file_url(repo_id, filename, revision)
@@ -168,6 +165,8 @@ class HubClient:
         return RemoteFile(repo_id, filename, revision, url, meta.size, sha, meta.commit_hash, etag)
 
     def list_files(self, repo_id: str, revision: str = "main") -> list[RemoteEntry]:
+        from huggingface_hub import HfApi
+
         """Every file of the repository with its size and LFS sha256 (the catalog refresh)."""
         self.check_online("refresh the model list")
         token = self.token
@@ -191,6 +190,16 @@ def map_error(
     exc: BaseException, repo_id: str, filename: str | None, revision: str, *, had_token: bool
 ) -> Exception:
     """Turn huggingface_hub/httpx errors into the app's errors (or RetryableError)."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     if isinstance(exc, OfflineModeIsEnabled):
         return OfflineError()
     if isinstance(exc, GatedRepoError):

@@ -25,16 +25,14 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from app.core.media.errors import MediaError, SilenceError
+from app.core.media.errors import MAX_CLIP_SECONDS, NO_SOUND_MESSAGE, MediaError, SilenceError
 from app.core.media.resample import resample
 from app.core.media.store import sha256_hex, store_attachment
 
 TARGET_RATE = 16_000
-MAX_CLIP_SECONDS = 30.0
 SILENCE_FLOOR_DBFS = -50.0
 METER_FLOOR_DBFS = -60.0
 MAX_AUDIO_FILE_BYTES = 200 * 1024 * 1024
-NO_SOUND_MESSAGE = "No sound was recorded \u2014 check the microphone"
 _FRAME_SECONDS = 0.05
 _EPS = 1e-12
 

@@ -13,3 +13,8 @@ class MediaError(ValueError):
 
 class SilenceError(MediaError):
     """The clip holds nothing above the noise floor."""
+
+
+# Here rather than in audio.py so that the recorder can use them without importing numpy.
+MAX_CLIP_SECONDS = 30.0
+NO_SOUND_MESSAGE = "No sound was recorded \u2014 check the microphone"
