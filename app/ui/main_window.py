@@ -179,6 +179,8 @@ class MainWindow(QMainWindow):
         comp.sig_stop_requested.connect(c.stop)
         comp.sig_thinking_toggled.connect(self._on_composer_thinking_toggled)
         self.media.sig_settings_changed.connect(self.sig_settings_changed)
+        self.media.sig_get_projector_requested.connect(self._on_media_get_projector_requested)
+        self.media.sig_get_audio_model_requested.connect(self._on_media_get_audio_model_requested)
         side.sig_new_requested.connect(c.new_conversation)
         side.sig_selected.connect(c.open_conversation)
         side.sig_rename_requested.connect(c.rename_conversation)
@@ -281,6 +283,36 @@ class MainWindow(QMainWindow):
             self._models.sig_use_requested.connect(self.load_model)
             self._models.probe.sig_finished.connect(self._on_models_probe_finished)
         return self._models
+
+    def _on_media_get_projector_requested(self) -> None:
+        """"Get it" on the no-projector notice: fetch the active model's projector, then reload."""
+        info = getattr(self._client, "model_info", None) or {}
+        ctx = self.models_context()
+        entry = ctx.catalog.find_by_filename(str(info.get("path", "")))
+        if entry is None or entry.mmproj is None:
+            self.open_models()  # not a catalog model: the manager shows what there is
+            return
+        self._start_download(entry.id, then_use=True)
+
+    def _on_media_get_audio_model_requested(self) -> None:
+        """"Get it" on the no-voice-model notice: fetch the smallest E-series model for transcription."""
+        ctx = self.models_context()
+        small = [e for e in ctx.catalog.entries() if e.variant.id == "E2B" and e.mmproj is not None]
+        if not small:
+            self.open_models()
+            return
+        self._start_download(min(small, key=lambda e: e.file.size).id, then_use=False)
+
+    def _start_download(self, entry_id: str, then_use: bool) -> None:
+        ctx = self.models_context()
+        try:
+            job = ctx.download(entry_id)  # files already installed are verified, not fetched again
+        except Exception as exc:  # noqa: BLE001 - offline, no disk space: say so
+            self.banner.show_notice("Couldn't start the download", str(exc))
+            return
+        if then_use:
+            job.sig_finished.connect(lambda _path: ctx.use(entry_id))
+        self.open_models()  # shows the progress, pause and cancel
 
     def _on_models_probe_finished(self, _report: Any) -> None:
         # The settings dialog's memory estimates use the probed GPU too, once it is known.

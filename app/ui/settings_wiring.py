@@ -110,6 +110,9 @@ class SettingsWiring(QObject):
             action.setChecked(key == live.theme)
         window.composer.set_thinking(bool(live.enable_thinking))
         window.composer.set_send_with_ctrl_enter(bool(live.send_with_ctrl_enter))
+        media = getattr(window, "media", None)
+        if media is not None:
+            media.voice.refresh_shortcut()  # a new push-to-talk shortcut works at once
         window.sig_settings_changed.emit()  # the existing save path writes the same values
         self.sig_applied.emit(live)
 
