@@ -22,6 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if "GEMMA_DESKTOP_HOME" not in os.environ:  # never touch the user's real settings or history
+    import tempfile
+
+    os.environ["GEMMA_DESKTOP_HOME"] = tempfile.mkdtemp(prefix="gemma-bench-")
 
 PROMPT = (
     "Write a detailed explanation of how a bicycle's gears work, covering chainrings, cassettes, "
@@ -92,11 +96,12 @@ class AppPath:
     """The app's engine path, observed from the GUI thread."""
 
     def __init__(self, model_path: str, threads: int, n_ctx: int, template: str | None = None) -> None:
-        from PySide6.QtCore import QCoreApplication, QTimer
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
 
         from app.services.engine_client import EngineClient
 
-        self.app = QCoreApplication.instance() or QCoreApplication([])
+        self.app = QApplication.instance() or QApplication([])  # the real window is measured too
         self.client = EngineClient()
         self.client.load_model(model_path, n_ctx=n_ctx, n_threads=threads, chat_template=template)
         self._wait(lambda: self.client.model_info is not None, 120)
@@ -149,6 +154,61 @@ class AppPath:
         self.client.shutdown()
 
 
+def window_stall(model_path: str, threads: int, n_tokens: int) -> tuple[float, int]:
+    """Longest GUI-thread stall (ms) in the real window (chat view, Markdown, status bar) while an
+    answer streams, and the number of tokens it streamed."""
+    import tempfile
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.chat.session import ChatSession
+    from app.core.storage.history import HistoryStore
+    from app.core.storage.settings import Settings
+    from app.services.engine_client import EngineClient
+    from app.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    folder = Path(tempfile.mkdtemp())
+    store = HistoryStore(folder / "history.db")
+    client = EngineClient()
+    settings = Settings(n_ctx=4096, max_tokens=n_tokens, temperature=0.8, enable_thinking=False)
+    window = MainWindow(settings, store, ChatSession(store), client)
+    window.resize(1200, 800)
+    window.show()
+    client.load_model(model_path, n_ctx=4096, n_threads=threads, chat_template=GEMMA3_TEMPLATE)
+    deadline = time.monotonic() + 120
+    while client.model_info is None and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.005)
+    finished: list[dict] = []
+    window.controller.sig_generation_finished.connect(finished.append)
+    worst = [0.0]
+    beat = [time.perf_counter()]
+
+    def heartbeat() -> None:
+        now = time.perf_counter()
+        worst[0] = max(worst[0], (now - beat[0]) * 1000 - 5)
+        beat[0] = now
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(heartbeat)
+    window.composer.set_text("Write a long story about a lighthouse keeper, with a list and some code.")
+    beat[0] = time.perf_counter()
+    timer.start()
+    window.composer._send()
+    while not finished and time.monotonic() < deadline + 300:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    tokens = int(finished[0].get("completion_tokens", 0)) if finished else 0
+    window.close()
+    client.shutdown()
+    store.close()
+    return worst[0], tokens
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="GGUF (default: the 270M test model)")
@@ -192,6 +252,8 @@ def main() -> int:
         last_prompt = st["prompt_tokens"]
     conv.close()
 
+    win_stall, win_tokens = window_stall(args.model, args.threads, 400)
+
     med = statistics.median
     ratio = med(app_tps) / med(raw_tps)
     rows = [
@@ -205,7 +267,8 @@ def main() -> int:
         ("TTFT turn 5 (ms)", f"{turn_ttft[5]:.1f}", ""),
         (f"TTFT turn 10 (ms, prompt {last_prompt} tokens)", f"{turn_ttft[10]:.1f}", ""),
         ("TTFT turn 10 / turn 1", f"{turn_ttft[10] / turn_ttft[1]:.2f}", "<= 1.5"),
-        ("longest GUI-thread stall (ms)", f"{max(stalls):.1f}", "<= 50"),
+        ("longest GUI-thread stall, client only (ms)", f"{max(stalls):.1f}", "<= 50"),
+        (f"longest GUI-thread stall, real window, {win_tokens} tokens (ms)", f"{win_stall:.1f}", "<= 50"),
     ]
     print(f"\nmodel {Path(args.model).name}, {args.threads} threads, {args.tokens} tokens, {args.runs} runs (medians)")
     w = max(len(r[0]) for r in rows)

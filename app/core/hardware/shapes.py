@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from app.core import paths
 from app.core.hardware.gguf_info import GGUFInfo, read_gguf, read_gguf_path
@@ -34,7 +34,7 @@ def _to_dict(shape: ModelShape) -> dict[str, Any]:
 
 
 def _from_dict(data: dict[str, Any]) -> ModelShape:
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for f in fields(ModelShape):
         value = data[f.name]
         kwargs[f.name] = tuple(value) if isinstance(value, list) else value
@@ -65,7 +65,7 @@ def remote_info(repo_id: str, filename: str, revision: str = "main", hub: Any = 
     from app.core.download.remote_file import RemoteRangeFile
 
     with RemoteRangeFile.from_hub(repo_id, filename, revision, hub) as remote:
-        return read_gguf(remote)
+        return read_gguf(cast(IO[bytes], remote))  # a seekable binary stream, as read_gguf needs
 
 
 def refresh_shapes(
