@@ -40,10 +40,14 @@ class _EventPump(QThread):
             self.sig_exited.emit(-1, str(exc))
 
     def _pump(self) -> None:
-        last_flush = time.monotonic()
+        # The first piece after a pause goes out at once (time to first token); later ones wait
+        # for the next 30 ms mark, so the GUI gets ~33 batches a second, never one per token.
+        last_flush = 0.0
         while True:
+            pending = self.assembler is not None and self.assembler.has_pending()
+            wait = max(0.0, last_flush + COALESCE_S - time.monotonic()) if pending else COALESCE_S
             try:
-                events = self._host.read_events(COALESCE_S)
+                events = self._host.read_events(wait)
             except (ProtocolError, OSError, ValueError) as exc:
                 events = None
                 log.error("engine stream broken: %s", exc)
@@ -61,19 +65,21 @@ class _EventPump(QThread):
                 if kind in ("done", "error"):
                     if self.assembler is not None:
                         self.assembler.finish()
-                    self._flush()
-                    last_flush = time.monotonic()
+                    if self._flush():
+                        last_flush = time.monotonic()
                 self.sig_event.emit(ev)
             now = time.monotonic()
-            if now - last_flush >= COALESCE_S:
-                self._flush()
+            if now - last_flush >= COALESCE_S and self._flush():
                 last_flush = now
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Emit what arrived since the last batch; False when there was nothing."""
         if self.assembler is not None:
             batch = self.assembler.take()
             if batch:
                 self.sig_deltas.emit(batch)
+                return True
+        return False
 
 
 class EngineClient(QObject):

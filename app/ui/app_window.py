@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.core.chat.session import ChatSession
@@ -60,4 +62,24 @@ def build_main_window(app: QApplication, model: str | None = None,
         from app.ui.welcome import install_welcome
 
         install_welcome(window, window.models_context(), client)
+    # Once the window is up, load what the first image, clip or download will need, off the GUI
+    # thread: importing numpy/Pillow/huggingface_hub on first use would freeze it for ~0.3 s.
+    QTimer.singleShot(1500, window, _warm_up_imports)
     return window
+
+
+WARM_MODULES = ("numpy", "PIL.Image", "app.core.media.images", "app.core.media.audio",
+                "huggingface_hub.hf_api", "httpx2")
+
+
+def _warm_up_imports() -> None:
+    def run() -> None:
+        import importlib
+
+        for name in WARM_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - only a head start; the real import reports errors
+                log.debug("warm-up import of %s failed", name, exc_info=True)
+
+    threading.Thread(target=run, name="warm-up-imports", daemon=True).start()

@@ -49,7 +49,7 @@ ERROR_TITLE = "Couldn\u2019t attach a file"
 
 def with_image_detail(messages: list[dict[str, Any]], budget: Any) -> list[dict[str, Any]]:
     """Add "max_side" (from the image token budget 70..1120) to every image part sent to the engine."""
-    from app.core.media.images import IMAGE_TOKEN_BUDGETS, max_side_for_budget
+    from app.core.media.detail import IMAGE_TOKEN_BUDGETS, max_side_for_budget
 
     if budget not in IMAGE_TOKEN_BUDGETS:
         return messages

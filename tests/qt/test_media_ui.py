@@ -178,7 +178,11 @@ def test_bad_image_is_refused_by_name_and_nothing_is_lost(qtbot, env, tmp_path, 
     assert window.composer.input.toPlainText() == "keep me"
 
 
-def test_model_without_projector_explains_and_offers_the_download(qtbot, env, tmp_path) -> None:
+def test_model_without_projector_explains_and_offers_the_download(qtbot, env, tmp_path,
+                                                                  monkeypatch) -> None:
+    # Offline: "Get it" must say why it cannot download (tests/e2e/test_get_media_models.py
+    # follows the same click through a real download from a local hub).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     window, client, _, _ = env
     client.loaded({**MODEL_INFO, "path": "/m/gemma-4-E4B-it-Q4_K_M.gguf", "supports_vision": False,
                    "supports_audio": False})
@@ -188,6 +192,8 @@ def test_model_without_projector_explains_and_offers_the_download(qtbot, env, tm
     assert "mmproj-gemma-4-E4B-it-bf16.gguf" in window.banner.text_label.text()
     with qtbot.waitSignal(window.media.sig_get_projector_requested, timeout=1000):
         qtbot.mouseClick(window.banner.action_button, Qt.MouseButton.LeftButton)
+    assert window.banner.title_label.text() == "Couldn't start the download"
+    assert "offline" in window.banner.text_label.text().lower()
     # A dropped image is refused the same way, before anything is stored.
     _drop(window.composer.input.viewport(), _file_mime(_photo(tmp_path / "x.png")))
     assert window.banner.action_key == "get_projector" and _chips(window) == []

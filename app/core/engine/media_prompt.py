@@ -53,7 +53,7 @@ def load_media_parts(messages: list[dict[str, Any]], sample_rate: int) -> tuple[
 
 
 def _default_side() -> int:
-    from app.core.media.images import DEFAULT_IMAGE_BUDGET, max_side_for_budget
+    from app.core.media.detail import DEFAULT_IMAGE_BUDGET, max_side_for_budget
 
     return int(max_side_for_budget(DEFAULT_IMAGE_BUDGET))
 

@@ -37,6 +37,9 @@ class StreamAssembler:
         """End of generation: whatever the splitter held back is released."""
         self._add(self._splitter.flush())
 
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
     def take(self) -> list[tuple[str, str]]:
         pending, self._pending = self._pending, []
         return pending

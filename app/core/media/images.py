@@ -26,6 +26,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app.core.media.detail import (  # noqa: F401 - re-exported
+    DEFAULT_IMAGE_BUDGET,
+    IMAGE_TOKEN_BUDGETS,
+    TOKEN_SIDE_PX,
+    estimate_image_tokens,
+    max_side_for_budget,
+)
 from app.core.media.errors import MediaError
 from app.core.media.store import sha256_hex, store_attachment
 
@@ -36,10 +43,6 @@ try:  # HEIC/HEIF/AVIF from phones, when the optional plugin is installed
 except Exception:  # noqa: BLE001 - optional plugin: absent or broken means "no HEIC"
     pass
 
-# Gemma 4 vision: 16 px patches pooled 3x3 -> one token per 48x48 px.
-TOKEN_SIDE_PX = 48
-IMAGE_TOKEN_BUDGETS: tuple[int, ...] = (70, 140, 280, 560, 1120)
-DEFAULT_IMAGE_BUDGET = 280
 DEFAULT_MAX_SIDE = 1584  # = max_side_for_budget(1120)
 MAX_SOURCE_PIXELS = 100_000_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -74,19 +77,6 @@ class NormalizedImage:
         """PNG bytes of a thumbnail whose longer side is at most `max_side`."""
         image = Image.frombytes("RGB", (self.width, self.height), self.rgb)
         return _thumbnail(image, max_side)
-
-
-def max_side_for_budget(budget: int) -> int:
-    """Longest image side (px) that stays within a Gemma 4 image token budget, even for a square."""
-    if budget not in IMAGE_TOKEN_BUDGETS:
-        raise ValueError(f"image token budget must be one of {IMAGE_TOKEN_BUDGETS}, got {budget}")
-    return math.isqrt(budget) * TOKEN_SIDE_PX
-
-
-def estimate_image_tokens(width: int, height: int) -> int:
-    """Rough number of Gemma 4 image tokens for an image of this size (before llama.cpp's clamp)."""
-    tokens = math.ceil(width / TOKEN_SIDE_PX) * math.ceil(height / TOKEN_SIDE_PX)
-    return max(IMAGE_TOKEN_BUDGETS[0], min(IMAGE_TOKEN_BUDGETS[-1], tokens))
 
 
 def load_image(
