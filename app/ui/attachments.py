@@ -84,6 +84,19 @@ def _painted_icon(kind: str, color_name: str, size: int = 16) -> QIcon:
     return QIcon(pixmap)
 
 
+
+def _remove_button(parent: QWidget, object_name: str, name: str, on_click: Any) -> QToolButton:
+    """The small round x that removes an attachment from the composer."""
+    button = QToolButton(parent)
+    button.setObjectName(object_name)
+    button.setToolTip(f"Remove {name}")
+    button.setAccessibleName(f"Remove {name}")
+    button.setFixedSize(20, 20)
+    button.setIconSize(theme.icon_size(12))
+    button.setCursor(Qt.CursorShape.PointingHandCursor)
+    button.clicked.connect(on_click)
+    return button
+
 class AudioPlayer(QObject):
     """One QMediaPlayer + QAudioOutput, created on first play (the multimedia backend is slow to start)."""
 
@@ -168,15 +181,7 @@ class ImageChip(QFrame):
         layout.addWidget(self.thumb)
         self.remove_button: QToolButton | None = None
         if removable:
-            button = QToolButton(self)
-            button.setObjectName("ChipRemove")
-            button.setToolTip(f"Remove {name}")
-            button.setAccessibleName(f"Remove {name}")
-            button.setFixedSize(20, 20)
-            button.setIconSize(theme.icon_size(12))
-            button.setCursor(Qt.CursorShape.PointingHandCursor)
-            button.clicked.connect(self.sig_remove_requested)
-            self.remove_button = button
+            self.remove_button = _remove_button(self, "ChipRemove", name, self.sig_remove_requested)
         self.refresh_icons()
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
@@ -228,16 +233,9 @@ class AudioChip(QFrame):
         row.addWidget(self.label)
         self.remove_button: QToolButton | None = None
         if removable:
-            button = QToolButton(self)
-            button.setObjectName("ChipRemoveInline")
-            button.setToolTip(f"Remove {name}")
-            button.setAccessibleName(f"Remove {name}")
-            button.setFixedSize(20, 20)
-            button.setIconSize(theme.icon_size(12))
-            button.setCursor(Qt.CursorShape.PointingHandCursor)
-            button.clicked.connect(self.sig_remove_requested)
-            row.addWidget(button)
-            self.remove_button = button
+            self.remove_button = _remove_button(self, "ChipRemoveInline", name,
+                                                self.sig_remove_requested)
+            row.addWidget(self.remove_button)
         self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
         self.refresh_icons()
 
