@@ -7,6 +7,7 @@ and a model without audio input and no E-series model installed says what to dow
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ from app.core.media.audio import NO_SOUND_MESSAGE
 from app.core.storage.history import HistoryStore
 from app.ui.attachments import AudioChip
 from app.ui.main_window import MainWindow
+from app.services.transcriber import find_transcription_model
 from app.ui.voice import IDLE, PUSH_TO_TALK, RECORDING
+from tests.fixtures.gemma4 import synthetic_gemma4
+from tests.fixtures.hub_server import LocalHub, local_hub  # noqa: F401 - the fixture
 from tests.fixtures.pulse import PulseServer, pulse  # noqa: F401 - the fixture
 from tests.qt.screenshots import MODEL_INFO, FakeEngineClient, make_settings
 
@@ -137,7 +141,8 @@ def test_silence_says_no_sound_was_recorded(qtbot, env) -> None:
     assert _chips(window) == [] and window.media.voice.state == IDLE
 
 
-def test_model_without_audio_and_no_e_model_says_what_to_download(qtbot, env) -> None:
+def test_model_without_audio_and_no_e_model_says_what_to_download(
+        qtbot, env, local_hub: LocalHub, monkeypatch) -> None:  # noqa: F811
     window, client, _pulse = env
     client.loaded({**MODEL_INFO, "name": "gemma-4-31B-it-Q4_K_M", "supports_audio": False})
     mic = window.composer.mic_button
@@ -145,8 +150,23 @@ def test_model_without_audio_and_no_e_model_says_what_to_download(qtbot, env) ->
     qtbot.mouseClick(mic, Qt.MouseButton.LeftButton)
     assert window.media.voice.state == IDLE
     assert window.banner.isVisible() and window.banner.action_key == "get_audio_model"
+    # "Get it" downloads the smallest E2B (model + projector) from the Hub: a local one here.
+    ctx = window.models_context()
+    entry = min((e for e in ctx.catalog.entries() if e.variant.id == "E2B" and e.mmproj),
+                key=lambda e: e.file.size)
+    files = synthetic_gemma4()
+    local_hub.add_repo(entry.repo.repo_id, {entry.file.filename: files["model"],
+                                            entry.mmproj.filename: files["mmproj"]})
+    monkeypatch.setenv("HF_ENDPOINT", local_hub.endpoint)
     with qtbot.waitSignal(window.media.sig_get_audio_model_requested, timeout=1000):
         qtbot.mouseClick(window.banner.action_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ctx.installed_paths(entry) is not None
+                    and ctx.installed_paths(entry)[1] is not None, timeout=60_000)
+    # The transcriber now finds a model to listen with.
+    assert find_transcription_model(ctx.store.installed(), ctx.catalog) is not None
+    # Let the model manager's background refresh (opened to show the progress) end.
+    qtbot.waitUntil(lambda: not any(t.name in ("catalog-refresh", f"download-{entry.file.filename}")
+                                    for t in threading.enumerate()), timeout=60_000)
 
 
 def _wait_played(qtbot, server) -> None:
