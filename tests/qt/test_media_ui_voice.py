@@ -17,9 +17,9 @@ from PySide6.QtCore import Qt
 from app.core.chat.session import ChatSession
 from app.core.media.audio import NO_SOUND_MESSAGE
 from app.core.storage.history import HistoryStore
+from app.services.transcriber import find_transcription_model
 from app.ui.attachments import AudioChip
 from app.ui.main_window import MainWindow
-from app.services.transcriber import find_transcription_model
 from app.ui.voice import IDLE, PUSH_TO_TALK, RECORDING
 from tests.fixtures.gemma4 import synthetic_gemma4
 from tests.fixtures.hub_server import LocalHub, local_hub  # noqa: F401 - the fixture
