@@ -84,7 +84,7 @@ def no_leaks(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def audio_server(pulse):
+def audio_server(pulse):  # noqa: F811 - the imported session fixture
     """A private PulseAudio with a FIFO microphone for the whole session.
 
     Qt Multimedia binds to the sound server the first time anything asks for audio devices, so it
