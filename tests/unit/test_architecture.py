@@ -21,3 +21,9 @@ def test_core_is_strictly_typed():
     r = subprocess.run([sys.executable, "-m", "mypy", "app/core"], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-4000:]
+
+
+def test_lint_is_clean():
+    r = subprocess.run([str(BIN / "ruff"), "check", "app", "tests", "benchmarks", "packaging", "main.py"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:]
