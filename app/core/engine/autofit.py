@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from app.core.engine.llama_engine import EngineError
+from app.core.engine.records import EngineError
 
 log = logging.getLogger(__name__)
 GIB = 1024**3

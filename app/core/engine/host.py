@@ -83,7 +83,7 @@ def run_host() -> int:
 
 
 def _handle(msg: dict[str, Any], session: Any, out: _Output) -> None:
-    from app.core.engine.llama_engine import EngineError
+    from app.core.engine.records import EngineError
 
     op = msg.get("op")
     req_id = msg.get("id")

@@ -14,85 +14,24 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import llama_cpp as lc
 
 from app.core.engine import llama_log
+from app.core.engine.records import (
+    Checkpoint,
+    EngineError,
+    GenerationStats,
+    ModelInfo,
+    SamplingParams,
+    Stopped,
+)
+from app.core.engine.sampling import make_sampler
 
 GGUF_MAGIC = b"GGUF"
 END_OF_TURN_TEXTS = ("<turn|>", "<end_of_turn>")
-
-
-class EngineError(Exception):
-    """An error the user can act on; `kind` is load | context | input | internal."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
-@dataclass
-class SamplingParams:
-    """Sampler settings for one generation (Gemma's recommended defaults)."""
-
-    temperature: float = 1.0
-    top_p: float = 0.95
-    top_k: int = 64
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    max_tokens: int = 4096
-    seed: int | None = None
-    grammar: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SamplingParams:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and v is not None}
-        return cls(**known)
-
-
-@dataclass
-class GenerationStats:
-    """What one generation cost; sent to the GUI with the `done` event."""
-
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    ttft_ms: float = 0.0
-    decode_tok_s: float = 0.0
-    n_past: int = 0
-    n_ctx: int = 0
-    stopped: bool = False
-    finish_reason: str = "stop"
-
-
-@dataclass
-class _Checkpoint:
-    n_tokens: int
-    pos_min: int
-    data: bytes
-
-
-@dataclass
-class ModelInfo:
-    """What the GUI shows about a loaded model."""
-
-    path: str
-    name: str
-    arch: str
-    n_ctx: int
-    n_ctx_train: int
-    n_gpu_layers: int
-    n_layers: int
-    size_bytes: int
-    has_template: bool
-    supports_vision: bool = False
-    supports_audio: bool = False
-    load_seconds: float = 0.0
-    memory: dict[str, int] = field(default_factory=dict)
 
 
 def check_gguf_file(path: str) -> None:
@@ -142,7 +81,7 @@ class LlamaEngine:
         self.media: Any = None  # app.core.engine.mtmd.MediaContext when a projector is loaded
         self.stop_event = threading.Event()
         self._tokens: list[int] = []  # what the KV cache holds for sequence 0
-        self._checkpoints: list[_Checkpoint] = []
+        self._checkpoints: list[Checkpoint] = []
         self._batch: Any = None
         self._n_batch = 512
         self._n_swa = 0
@@ -357,7 +296,7 @@ class LlamaEngine:
         buf = (ctypes.c_uint8 * size)()
         written = lc.llama_state_seq_get_data_ext(self.ctx, buf, size, 0, flags)
         pos_min = lc.llama_memory_seq_pos_min(self._memory(), 0)
-        self._checkpoints.append(_Checkpoint(len(self._tokens), pos_min, bytes(buf)[:written]))
+        self._checkpoints.append(Checkpoint(len(self._tokens), pos_min, bytes(buf)[:written]))
         del self._checkpoints[:-8]  # a few turns back is enough; each is the SWA window only
 
     def decode(self, tokens: list[int], *, logits_last: bool) -> None:
@@ -388,7 +327,7 @@ class LlamaEngine:
             rc = lc.llama_decode(self.ctx, batch)
             if rc == 2 or self.stop_event.is_set():
                 lc.llama_memory_seq_rm(self._memory(), 0, n_past, -1)
-                raise _Stopped
+                raise Stopped
             if rc != 0:
                 lc.llama_memory_seq_rm(self._memory(), 0, n_past, -1)
                 raise EngineError("internal", f"llama.cpp could not process the prompt (code {rc}).")
@@ -445,11 +384,11 @@ class LlamaEngine:
                 f"context {n_ctx:,}). Start a new chat or raise the context length in Settings.",
             )
         self.stop_event.clear()
-        sampler = self._make_sampler(params)
+        sampler = make_sampler(self.vocab, params)
         try:
             prefill(stats)
             self._generate_loop(sampler, params, on_piece, stats, t0)
-        except _Stopped:
+        except Stopped:
             stats.stopped = True
             stats.finish_reason = "stopped"
         finally:
@@ -472,7 +411,7 @@ class LlamaEngine:
         idx = -1
         for n in range(params.max_tokens):
             if self.stop_event.is_set():
-                raise _Stopped
+                raise Stopped
             token = lc.llama_sampler_sample(sampler, self.ctx, idx)
             if lc.llama_vocab_is_eog(self.vocab, token):
                 return
@@ -500,45 +439,13 @@ class LlamaEngine:
             batch.logits[0] = True
             rc = lc.llama_decode(self.ctx, batch)
             if rc == 2:
-                raise _Stopped
+                raise Stopped
             if rc != 0:
                 raise EngineError("internal", f"llama.cpp stopped decoding (code {rc}).")
             self._tokens.append(token)
             idx = 0
         stats.finish_reason = "length"
 
-    def _make_sampler(self, params: SamplingParams) -> Any:
-        chain_params = lc.llama_sampler_chain_default_params()
-        chain = lc.llama_sampler_chain_init(chain_params)
-
-        def add(sampler: Any) -> None:
-            lc.llama_sampler_chain_add(chain, sampler)
-
-        if params.repeat_penalty and params.repeat_penalty != 1.0:
-            add(lc.llama_sampler_init_penalties(64, params.repeat_penalty, 0.0, 0.0))
-        if params.grammar:
-            grammar = lc.llama_sampler_init_grammar(self.vocab, params.grammar.encode(), b"root")
-            if not grammar:
-                lc.llama_sampler_free(chain)
-                raise EngineError("input", "The grammar could not be parsed.")
-            add(grammar)
-        if params.temperature <= 0.0:
-            add(lc.llama_sampler_init_greedy())
-            return chain
-        if params.top_k > 0:
-            add(lc.llama_sampler_init_top_k(params.top_k))
-        if params.top_p < 1.0:
-            add(lc.llama_sampler_init_top_p(params.top_p, 1))
-        if params.min_p > 0.0:
-            add(lc.llama_sampler_init_min_p(params.min_p, 1))
-        add(lc.llama_sampler_init_temp(params.temperature))
-        seed = params.seed if params.seed is not None else lc.LLAMA_DEFAULT_SEED
-        add(lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
-
-
-class _Stopped(Exception):
-    """The user pressed Stop (raised out of decode loops, never leaves the engine)."""
 
 
 def _explain_load_failure(path: str, log_errors: list[str]) -> str:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.core.engine.llama_engine import EngineError, GenerationStats, SamplingParams
 from app.core.engine.mtmd import AudioInput, ImageInput, MediaInput
+from app.core.engine.records import EngineError, GenerationStats, SamplingParams, Stopped
 
 
 def load_media_parts(messages: list[dict[str, Any]], sample_rate: int) -> tuple[list[MediaInput], list[str]]:
@@ -124,9 +124,7 @@ def generate_with_media(
                         engine.decode(tokens, logits_last=i == last)
                     else:
                         if engine.stop_event.is_set():
-                            from app.core.engine.llama_engine import _Stopped
-
-                            raise _Stopped
+                            raise Stopped
                         engine.eval_media_chunk(prepared, i, virtual[start:end], logits_last=i == last)
 
             stats: GenerationStats = engine.generate(len(virtual), params, on_piece, prefill)

@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.core.engine.llama_engine import (
-    EngineError,
-    GenerationStats,
-    LlamaEngine,
-    ModelInfo,
-    SamplingParams,
-)
+from app.core.engine.llama_engine import LlamaEngine
+from app.core.engine.records import EngineError, GenerationStats, ModelInfo, SamplingParams
 
 
 class EngineSession:
