@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QPointF, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QPointF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QImageReader, QPainter, QPixmap, QPolygonF
+from PySide6.QtMultimedia import QtAudio
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -98,42 +99,72 @@ def _remove_button(parent: QWidget, object_name: str, name: str, on_click: Any) 
     return button
 
 class AudioPlayer(QObject):
-    """One QMediaPlayer + QAudioOutput, created on first play (the multimedia backend is slow to start)."""
+    """Plays a clip's PCM through QAudioSink (our clips are WAV; no media framework needed).
+
+    Not QMediaPlayer: its FFmpeg backend destroys objects on its own thread, which can deadlock
+    against Python holding the GIL on the GUI thread (seen in tests).
+    """
 
     sig_state_changed = Signal(bool)  # playing
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._player: Any = None
-        self._output: Any = None
+        self._sink: Any = None
+        self._buffer: QBuffer | None = None
 
     @property
     def playing(self) -> bool:
-        if self._player is None:
-            return False
-        from PySide6.QtMultimedia import QMediaPlayer
-
-        return bool(self._player.playbackState() == QMediaPlayer.PlaybackState.PlayingState)
+        return self._sink is not None and self._sink.state() == QtAudio.State.ActiveState
 
     def toggle(self, path: str) -> None:
         if self.playing:
-            self._player.stop()
+            self.stop()
             return
-        if self._player is None:
-            from PySide6.QtMultimedia import QAudioOutput, QMediaPlayer
+        self._start(path)
 
-            self._output = QAudioOutput(self)
-            self._player = QMediaPlayer(self)
-            self._player.setAudioOutput(self._output)
-            self._player.playbackStateChanged.connect(self._on_player_state_changed)
-        self._player.setSource(QUrl.fromLocalFile(path))
-        self._player.play()
+    def _start(self, path: str) -> None:
+        import numpy as np
+        import soundfile as sf
+        from PySide6.QtMultimedia import QAudioFormat, QAudioSink, QMediaDevices
+
+        self._release()
+        try:
+            data, rate = sf.read(path, dtype="int16", always_2d=True)
+        except (OSError, RuntimeError, ValueError):
+            self.sig_state_changed.emit(False)  # a missing or unreadable clip simply does not play
+            return
+        mono = data.mean(axis=1).astype(np.int16) if data.shape[1] > 1 else data[:, 0]
+        fmt = QAudioFormat()
+        fmt.setSampleRate(int(rate))
+        fmt.setChannelCount(1)
+        fmt.setSampleFormat(QAudioFormat.SampleFormat.Int16)
+        self._buffer = QBuffer(self)
+        self._buffer.setData(QByteArray(mono.tobytes()))
+        self._buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+        self._sink = QAudioSink(QMediaDevices.defaultAudioOutput(), fmt, self)
+        self._sink.stateChanged.connect(self._on_sink_state_changed)
+        self._sink.start(self._buffer)
 
     def stop(self) -> None:
-        if self._player is not None:
-            self._player.stop()
+        if self._sink is not None:
+            self._sink.stop()
 
-    def _on_player_state_changed(self, _state: Any) -> None:
+    def _release(self) -> None:
+        if self._sink is not None:
+            self._sink.stateChanged.disconnect(self._on_sink_state_changed)
+            self._sink.stop()
+            self._sink.deleteLater()
+            self._sink = None
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer.deleteLater()
+            self._buffer = None
+
+    @Slot(QtAudio.State)
+    def _on_sink_state_changed(self, state: QtAudio.State) -> None:
+        if state == QtAudio.State.IdleState and self._sink is not None:
+            self._sink.stop()  # the whole clip was played
+            return
         self.sig_state_changed.emit(self.playing)
 
 
