@@ -131,6 +131,16 @@ def _recent_errors() -> str:
     return " / ".join(picked[-3:])
 
 
+def _eval_error(rc: int) -> ValueError:
+    """What the user reads when libmtmd could not encode or decode a prompt's media."""
+    detail = _recent_errors()
+    return ValueError(
+        "The images or audio could not be processed by the model"
+        + (f" ({detail})" if detail else f" (error {rc})")
+        + ". Try again with a different file; if it keeps failing, restart the engine."
+    )
+
+
 def _context_pointer(ctx: Any) -> Any:
     """Accept a `llama_cpp.Llama` or a raw `llama_context` pointer."""
     inner = getattr(ctx, "_ctx", None)
@@ -238,12 +248,7 @@ class MediaContext:
                     llama_cpp.llama_seq_id(seq_id), int(n_batch), True, ctypes.byref(new_n_past),
                 )
                 if rc != 0:
-                    detail = _recent_errors()
-                    raise ValueError(
-                        "The images or audio could not be processed by the model"
-                        + (f" ({detail})" if detail else f" (error {rc})")
-                        + ". Try again with a different file; if it keeps failing, restart the engine."
-                    )
+                    raise _eval_error(rc)
                 return int(new_n_past.value), n_tokens
             finally:
                 self._mtmd.mtmd_input_chunks_free(chunks)
@@ -269,12 +274,7 @@ class MediaContext:
             llama_cpp.llama_seq_id(seq_id), int(n_batch), bool(logits_last), ctypes.byref(new_n_past),
         )
         if rc != 0:
-            detail = _recent_errors()
-            raise ValueError(
-                "The images or audio could not be processed by the model"
-                + (f" ({detail})" if detail else f" (error {rc})")
-                + ". Try again with a different file; if it keeps failing, restart the engine."
-            )
+            raise _eval_error(rc)
         return int(new_n_past.value)
 
     def close(self) -> None:

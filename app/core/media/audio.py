@@ -27,7 +27,7 @@ import soundfile as sf
 
 from app.core.media.errors import MAX_CLIP_SECONDS, NO_SOUND_MESSAGE, MediaError, SilenceError
 from app.core.media.resample import resample
-from app.core.media.store import sha256_hex, store_attachment
+from app.core.media.store import read_source, sha256_hex, store_attachment
 
 TARGET_RATE = 16_000
 SILENCE_FLOOR_DBFS = -50.0
@@ -79,7 +79,8 @@ def load_audio(
     Raises MediaError naming the file when it is missing, empty, not audio,
     longer than `max_seconds`, or silent.
     """
-    data, label = _read_source(source, name)
+    data, label = read_source(source, name, default_label="audio clip", max_bytes=MAX_AUDIO_FILE_BYTES,
+                              what="audio files")
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -224,34 +225,6 @@ def loudest_frame_dbfs(samples: npt.NDArray[Any], sample_rate: int = TARGET_RATE
 def is_silent(samples: npt.NDArray[Any], floor_dbfs: float = SILENCE_FLOOR_DBFS) -> bool:
     """True when no 50 ms frame rises above the noise floor."""
     return loudest_frame_dbfs(samples) < floor_dbfs
-
-
-def _read_source(source: str | os.PathLike[str] | bytes, name: str | None) -> tuple[bytes, str]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        data, label = bytes(source), name or "audio clip"
-    else:
-        path = Path(source)
-        label = name or path.name
-        try:
-            size = path.stat().st_size
-            if size > MAX_AUDIO_FILE_BYTES:
-                raise MediaError(
-                    f"\u201c{label}\u201d is too large ({size // (1024 * 1024)} MB) \u2014 "
-                    f"audio files up to {MAX_AUDIO_FILE_BYTES // (1024 * 1024)} MB can be attached."
-                )
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise MediaError(
-                f"\u201c{label}\u201d could not be found \u2014 check that the file still exists."
-            ) from exc
-        except OSError as exc:
-            raise MediaError(
-                f"\u201c{label}\u201d could not be read ({exc.strerror or exc}) \u2014 "
-                "check its permissions."
-            ) from exc
-    if not data:
-        raise MediaError(f"\u201c{label}\u201d is empty (0 bytes) \u2014 pick another file.")
-    return data, label
 
 
 def _format_duration(seconds: float) -> str:

@@ -34,7 +34,7 @@ from app.core.media.detail import (  # noqa: F401 - re-exported
     max_side_for_budget,
 )
 from app.core.media.errors import MediaError
-from app.core.media.store import sha256_hex, store_attachment
+from app.core.media.store import read_source, sha256_hex, store_attachment
 
 try:  # HEIC/HEIF/AVIF from phones, when the optional plugin is installed
     import pillow_heif
@@ -92,7 +92,8 @@ def load_image(
     """
     if max_side < 16:
         raise ValueError(f"max_side too small: {max_side}")
-    data, label = _read_source(source, name)
+    data, label = read_source(source, name, default_label="pasted image", max_bytes=MAX_FILE_BYTES,
+                              what="images")
     try:
         return _normalize(data, label, max_side)
     except MediaError:
@@ -116,36 +117,6 @@ def make_thumbnail(
     if not isinstance(source, NormalizedImage):
         source = load_image(source, max_side=max(max_side, 16))
     return source.thumbnail_png(max_side)
-
-
-def _read_source(source: str | os.PathLike[str] | bytes, name: str | None) -> tuple[bytes, str]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-        label = name or "pasted image"
-    else:
-        path = Path(source)
-        label = name or path.name
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise MediaError(
-                f"\u201c{label}\u201d could not be found \u2014 check that the file still exists."
-            ) from exc
-        if size > MAX_FILE_BYTES:
-            raise MediaError(
-                f"\u201c{label}\u201d is too large ({size // (1024 * 1024)} MB) \u2014 "
-                f"images up to {MAX_FILE_BYTES // (1024 * 1024)} MB can be attached."
-            )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise MediaError(
-                f"\u201c{label}\u201d could not be read ({exc.strerror or exc}) \u2014 "
-                "check its permissions."
-            ) from exc
-    if not data:
-        raise MediaError(f"\u201c{label}\u201d is empty (0 bytes) \u2014 pick another file.")
-    return data, label
 
 
 def _too_big_message(label: str, size: tuple[int, int] | None) -> str:
