@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import select
 import signal
@@ -141,8 +142,6 @@ class HostProcess:
         return self._parse()
 
     def _parse(self) -> list[dict[str, Any]]:
-        import json
-
         events = []
         while len(self._buffer) >= _HEADER.size:
             (length,) = _HEADER.unpack_from(self._buffer)

@@ -88,6 +88,7 @@ class LlamaEngine:
         # Keep ctypes callbacks alive as long as llama.cpp may call them.
         self._abort_cb = lc.ggml_abort_callback(lambda _data: self.stop_event.is_set())
         self._no_abort_cb = lc.ggml_abort_callback()
+        self._piece_buf = ctypes.create_string_buffer(64)
 
     # ----- loading -------------------------------------------------------------------------
 
@@ -221,8 +222,8 @@ class LlamaEngine:
         return buf.value.decode("utf-8", errors="replace")
 
     def _piece_bytes(self, token: int, special: bool) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = lc.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+        buf = self._piece_buf  # reused: this runs once per generated token
+        n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
             n = lc.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
