@@ -199,18 +199,19 @@ class SelfTest:
             params["grammar"] = THINKING_GRAMMAR
         messages = [{"role": "user", "content": "Say hello in two words."}]
         self.client.generate(messages, True, params)
-        (stats,) = _wait(self.client.sig_finished,
+        (reply,) = _wait(self.client.sig_finished,
                          [self.client.sig_failed, self.client.sig_engine_crashed],
                          self.args.timeout, "generating")
-        n = int(stats.get("completion_tokens") or 0)
-        thinking, answer = stats.get("thinking", ""), stats.get("answer", "")
+        stats = reply.stats
+        n = stats.completion_tokens
+        thinking, answer = reply.thinking, reply.answer
         if n < 1:
             raise StepFailed("the model generated no tokens")
         if self.synthetic and (not thinking.strip() or not answer.strip()):
             raise StepFailed(f"thinking/answer split failed: thinking={thinking!r} answer={answer!r}")
         if "<|channel>" in answer or "<channel|>" in answer:
             raise StepFailed(f"a thought marker leaked into the answer: {answer!r}")
-        speed = float(stats.get("decode_tok_s") or 0.0)
+        speed = stats.decode_tok_s
         return (f"{n} tokens at {speed:.0f} tok/s; thinking {thinking.strip()[:40]!r}, "
                 f"answer {answer.strip()[:40]!r}")
 
@@ -256,6 +257,8 @@ class SelfTest:
             return "nothing to stop"
         pid = self.client.host_pid
         self.client.shutdown()
+        if not self.client.wait_closed():
+            raise StepFailed(f"engine host {pid} did not end")
         return f"engine host {pid} ended"
 
 

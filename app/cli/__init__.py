@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-COMMANDS = ("chat", "models", "doctor")
+COMMANDS = ("chat", "models", "doctor", "tokenize")
 
 
 def run_cli(argv: list[str]) -> int:
@@ -16,6 +16,10 @@ def run_cli(argv: list[str]) -> int:
         from app.cli.models_cmd import run_models
 
         return run_models(rest)
+    if command == "tokenize":
+        from app.cli.tokenize_cmd import run_tokenize
+
+        return run_tokenize(rest)
     if command == "doctor":
         from app.cli.models_cmd import run_doctor
 

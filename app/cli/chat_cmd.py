@@ -1,18 +1,33 @@
-"""`python main.py chat`: one prompt, streamed to stdout, through the same engine host and client as the GUI."""
+"""`python main.py chat`: a prompt (or a file of turns) streamed to stdout through the engine host.
+
+A conversation of several turns (`--turns FILE.json`) runs exactly as the window runs one: each
+turn is stored in a chat history (a temporary one), the prompt is built from it the same way, and
+all turns go to one engine, so the prompt cache is used as in the window (`--no-prompt-cache`
+answers each turn from a fresh context instead, for checking that the cache changes nothing).
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import mimetypes
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from app.core.engine.messages import DEFAULT_N_CTX
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py chat", description="Chat with a local GGUF model from the shell.")
     p.add_argument("--model", required=True, help="path of a .gguf model file")
-    p.add_argument("--prompt", required=True, help="what to ask")
+    p.add_argument("--prompt", help="what to ask")
+    p.add_argument("--turns", type=Path, default=None,
+                   help='JSON list of user turns, each a string or {"text", "image"?, "audio"?}')
+    p.add_argument("--no-prompt-cache", action="store_true",
+                   help="answer every turn from a fresh context (no prompt-cache reuse)")
     p.add_argument("--system", default="", help="system prompt")
     p.add_argument("--think", action="store_true", help="let the model think first (Gemma 4)")
     p.add_argument("--max-tokens", type=int, default=1024)
@@ -21,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=64)
     p.add_argument("--min-p", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--ctx", type=int, default=8192, help="context length in tokens")
+    p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context length in tokens")
     p.add_argument("--n-gpu-layers", type=int, default=None,
                    help="layers on the GPU (-1: all; default: as many as fit in free memory)")
     p.add_argument("--threads", type=int, default=None)
@@ -33,113 +48,156 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_messages(args: argparse.Namespace) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    if args.system:
-        messages.append({"role": "system", "content": args.system})
-    if args.image or args.audio:
-        parts: list[dict[str, Any]] = [{"type": "image", "path": str(p.resolve())} for p in args.image]
-        parts += [{"type": "audio", "path": str(p.resolve())} for p in args.audio]
-        parts.append({"type": "text", "text": args.prompt})
-        messages.append({"role": "user", "content": parts})
-    else:
-        messages.append({"role": "user", "content": args.prompt})
-    return messages
+class _Turn:
+    """One user turn: text and attached files."""
+
+    def __init__(self, text: str, images: list[Path], audio: list[Path]) -> None:
+        self.text, self.images, self.audio = text, images, audio
 
 
-def run_chat(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    from PySide6.QtCore import QCoreApplication, QTimer
+def _turns(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[_Turn]:
+    if args.turns is None:
+        if args.prompt is None:
+            parser.error("one of --prompt or --turns is required")
+        return [_Turn(args.prompt, list(args.image), list(args.audio))]
+    if args.prompt is not None:
+        parser.error("--prompt and --turns cannot be used together")
+    try:
+        data = json.loads(args.turns.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        parser.error(f"--turns: {exc}")
+    if not isinstance(data, list) or not data:
+        parser.error("--turns must hold a non-empty JSON list")
+    base = args.turns.resolve().parent
+    turns = []
+    for i, item in enumerate(data):
+        if isinstance(item, str):
+            item = {"text": item}
+        if not isinstance(item, dict) or not isinstance(item.get("text", ""), str):
+            parser.error(f'--turns item {i} is neither a string nor {{"text", "image"?, "audio"?}}')
+        image, audio = item.get("image"), item.get("audio")
+        turns.append(_Turn(item.get("text", ""), [base / image] if image else [],
+                           [base / audio] if audio else []))
+    return turns
 
-    from app.core.engine.media_files import find_projector
-    from app.services.engine_client import EngineClient
 
-    app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
-    client = EngineClient()
-    result = {"code": 0}
-    emit_json = args.json
+def _attachment(path: Path, kind: str) -> Any:
+    from app.core.storage.records import Attachment
 
-    def out(event: dict[str, Any]) -> None:
+    data = path.read_bytes()
+    mime = mimetypes.guess_type(path.name)[0] or ("audio/wav" if kind == "audio" else "image/png")
+    return Attachment(kind, path.resolve(), hashlib.sha256(data).hexdigest(), path.name, mime)  # type: ignore[arg-type]
+
+
+class _Printer:
+    """Writes events: plain text (thinking to stderr) or one JSON object per line."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.turn: int | None = None
+        self._thinking_open = False
+
+    def out(self, event: dict[str, Any]) -> None:
+        if self.turn is not None:
+            event["turn"] = self.turn
         sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
-    def fail(message: str) -> None:
-        if emit_json:
-            out({"event": "error", "message": message})
-        else:
-            sys.stderr.write(f"error: {message}\n")
-        result["code"] = 1
-        QTimer.singleShot(0, app.quit)
-
-    shown_thinking = {"open": False}
-
-    def on_delta(kind: str, text: str) -> None:
-        if emit_json:
-            out({"event": kind, "text": text})
+    def delta(self, kind: str, text: str) -> None:
+        if self.as_json:
+            self.out({"event": kind, "text": text})
         elif kind == "thinking":
-            if not shown_thinking["open"]:
+            if not self._thinking_open:
                 sys.stderr.write("[thinking] ")
-                shown_thinking["open"] = True
+                self._thinking_open = True
             sys.stderr.write(text)
             sys.stderr.flush()
         else:
-            if shown_thinking["open"]:
+            if self._thinking_open:
                 sys.stderr.write("\n")
-                shown_thinking["open"] = False
+                self._thinking_open = False
             sys.stdout.write(text)
             sys.stdout.flush()
 
-    def on_finished(stats: dict[str, Any]) -> None:
-        keep = ("prompt_tokens", "completion_tokens", "cached_tokens", "ttft_ms", "decode_tok_s", "stopped", "finish_reason")
-        if emit_json:
-            out({"event": "done", "stats": {k: stats.get(k) for k in keep}})
+    def done(self, stats: Any) -> None:
+        keep = ("prompt_tokens", "completion_tokens", "cached_tokens", "ttft_ms", "decode_tok_s",
+                "stopped", "finish_reason", "offload", "cpu_variant")
+        if self.as_json:
+            self.out({"event": "done", "stats": {k: getattr(stats, k) for k in keep if hasattr(stats, k)}})
         else:
             sys.stdout.write("\n")
-            sys.stderr.write(
-                f"[{stats.get('completion_tokens', 0)} tokens, {stats.get('decode_tok_s', 0):.1f} tok/s, "
-                f"first token after {stats.get('ttft_ms', 0):.0f} ms]\n"
-            )
-        QTimer.singleShot(0, app.quit)
+            sys.stderr.write(f"[{stats.completion_tokens} tokens, {stats.decode_tok_s:.1f} tok/s, "
+                             f"first token after {stats.ttft_ms:.0f} ms]\n")
 
-    def on_loaded(info: dict[str, Any]) -> None:
-        if (args.image and not info.get("supports_vision")) or (args.audio and not info.get("supports_audio")):
-            what = "images" if args.image and not info.get("supports_vision") else "audio"
-            fail(f"This model cannot take {what}: it needs a projector file (mmproj) that supports them. "
-                 "Pass --mmproj FILE or download the model's projector.")
-            return
-        if not info.get("has_template") and not emit_json:
-            sys.stderr.write("note: this model has no chat template; using a plain-text prompt.\n")
-        params = {
-            "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "min_p": args.min_p,
-            "max_tokens": args.max_tokens, "seed": args.seed,
-        }
-        if args.grammar is not None:
-            params["grammar"] = args.grammar.read_text()
-        client.generate(build_messages(args), args.think, params)
+    def error(self, message: str) -> int:
+        if self.as_json:
+            self.out({"event": "error", "message": message})
+        else:
+            sys.stderr.write(f"error: {message}\n")
+        return 1
 
-    def on_crash(message: str) -> None:
-        fail(message)
 
-    client.sig_delta.connect(on_delta)
-    client.sig_finished.connect(on_finished)
-    client.sig_failed.connect(fail)
-    client.sig_load_failed.connect(fail)
-    client.sig_loaded.connect(on_loaded)
-    client.sig_engine_crashed.connect(on_crash)
+def run_chat(argv: list[str]) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    turns = _turns(args, parser)
+    printer = _Printer(args.json)
+    for turn in turns:
+        for media in [*turn.images, *turn.audio]:
+            if not media.is_file():
+                return printer.error(f"There is no file at {media}.")
+    with tempfile.TemporaryDirectory(prefix="gemma-chat-") as tmp:
+        return _converse(args, turns, printer, Path(tmp))
 
-    for media in [*args.image, *args.audio]:
-        if not media.is_file():
-            fail(f"There is no file at {media}.")
-            return 1
+
+def _converse(args: argparse.Namespace, turns: list[_Turn], printer: _Printer, tmp: Path) -> int:
+    from app.core import paths
+    from app.core.chat.session import ChatSession
+    from app.core.engine.blocking import BlockingEngine
+    from app.core.engine.media_files import find_projector
+    from app.core.engine.messages import LoadModel
+    from app.core.engine.records import EngineError, SamplingParams
+    from app.core.storage.history import HistoryStore
+
+    wants_images = any(t.images for t in turns)
+    wants_audio = any(t.audio for t in turns)
     mmproj = args.mmproj
-    if mmproj is None and (args.image or args.audio):
+    if mmproj is None and (wants_images or wants_audio):
         mmproj = find_projector(args.model)
-    client.load_model(
-        str(args.model), mmproj=str(mmproj) if mmproj else None, n_ctx=args.ctx,
-        n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-    )
-    try:
-        app.exec()
-    finally:
-        client.shutdown()
-    return int(result["code"])
+    params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                            min_p=args.min_p, max_tokens=args.max_tokens, seed=args.seed,
+                            grammar=args.grammar.read_text() if args.grammar else None)
+    store = HistoryStore(tmp / "history.db", tmp / "attachments")
+    session = ChatSession(store)
+    conversation = store.create_conversation().id
+    with BlockingEngine(log_path=paths.log_dir() / "engine.log") as engine:
+        try:
+            engine.start()
+            info = engine.load(LoadModel(str(args.model), str(mmproj) if mmproj else None,
+                                         args.ctx, args.n_gpu_layers, args.threads))
+            if (wants_images and not info.supports_vision) or (wants_audio and not info.supports_audio):
+                what = "images" if wants_images and not info.supports_vision else "audio"
+                return printer.error(
+                    f"This model cannot take {what}: it needs a projector file (mmproj) that "
+                    "supports them. Pass --mmproj FILE or download the model's projector.")
+            if not info.has_template and not args.json:
+                sys.stderr.write("note: this model has no chat template; using a plain-text prompt.\n")
+            for i, turn in enumerate(turns):
+                printer.turn = i if args.turns is not None else None
+                attachments = [_attachment(p, "image") for p in turn.images]
+                attachments += [_attachment(p, "audio") for p in turn.audio]
+                _user, placeholder = session.send(conversation, turn.text, attachments, model=info.name)
+                messages = session.engine_messages(conversation, placeholder.parent_id, args.system)
+                reply = engine.generate(messages, args.think, params, cache=not args.no_prompt_cache,
+                                        on_delta=printer.delta)
+                assert reply.stats is not None
+                status = "stopped" if reply.stats.stopped else "complete"
+                session.finish(placeholder.id, reply.answer.strip(), reply.thinking.strip(), status)
+                printer.done(reply.stats)
+                if reply.stats.stopped:
+                    break
+        except EngineError as exc:
+            return printer.error(exc.message)
+        finally:
+            store.close()
+    return 0

@@ -1,85 +1,40 @@
-"""The GUI's engine client: talks to the engine host from a worker QThread, emits Qt signals."""
+"""The GUI's engine client: an `EngineConnection` whose events arrive as Qt signals on the GUI thread.
+
+One generation at a time: `generate()` refuses while an answer is being written (the chat waits
+for `sig_finished`/`sig_failed` of the one it stopped before it starts the next). Every signal
+about a generation names its id, and the client drops events of ids it is not waiting for and of
+hosts it has replaced, so text of a stopped answer cannot land in the next.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
+import signal as _signal
+from dataclasses import asdict
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 
 from app.core import paths
-from app.core.engine.host_process import HostProcess
-from app.core.engine.protocol import ProtocolError
-from app.core.engine.stream import StreamAssembler
+from app.core.engine.connection import ClientEvent, Deltas, EngineConnection, Exited
+from app.core.engine.messages import (
+    DEFAULT_N_CTX,
+    Done,
+    Failed,
+    Loaded,
+    LoadModel,
+    Progress,
+    Ready,
+    TokenCount,
+    TokenList,
+)
+from app.core.engine.records import ModelInfo, Reply, SamplingParams
 
 log = logging.getLogger(__name__)
 
-COALESCE_S = 0.03  # token text reaches the GUI in ~30 ms batches, not once per token
 
-
-class _EventPump(QThread):
-    """Reads host events, splits thinking/answer, and emits coalesced batches."""
-
-    sig_event = Signal(dict)
-    sig_deltas = Signal(list)
-    sig_exited = Signal(int, str)
-
-    def __init__(self, host: HostProcess) -> None:
-        super().__init__()
-        self.setObjectName("engine-event-pump")
-        self._host = host
-        self.assembler: StreamAssembler | None = None
-
-    def run(self) -> None:
-        try:
-            self._pump()
-        except Exception as exc:  # noqa: BLE001 - a broken stream is reported as a crash
-            log.exception("engine event pump failed")
-            self.sig_exited.emit(-1, str(exc))
-
-    def _pump(self) -> None:
-        # The first piece after a pause goes out at once (time to first token); later ones wait
-        # for the next 30 ms mark, so the GUI gets ~33 batches a second, never one per token.
-        last_flush = 0.0
-        while True:
-            pending = self.assembler is not None and self.assembler.has_pending()
-            wait = max(0.0, last_flush + COALESCE_S - time.monotonic()) if pending else COALESCE_S
-            try:
-                events = self._host.read_events(wait)
-            except (ProtocolError, OSError, ValueError) as exc:
-                events = None
-                log.error("engine stream broken: %s", exc)
-            if events is None:
-                self._flush()
-                self._host.reap()
-                self.sig_exited.emit(self._host.returncode() or 0, self._host.stderr_tail())
-                return
-            for ev in events:
-                kind = ev.get("ev")
-                if kind == "piece":
-                    if self.assembler is not None:
-                        self.assembler.feed(ev.get("text", ""))
-                    continue
-                if kind in ("done", "error"):
-                    if self.assembler is not None:
-                        self.assembler.finish()
-                    if self._flush():
-                        last_flush = time.monotonic()
-                self.sig_event.emit(ev)
-            now = time.monotonic()
-            if now - last_flush >= COALESCE_S and self._flush():
-                last_flush = now
-
-    def _flush(self) -> bool:
-        """Emit what arrived since the last batch; False when there was nothing."""
-        if self.assembler is not None:
-            batch = self.assembler.take()
-            if batch:
-                self.sig_deltas.emit(batch)
-                return True
-        return False
+class EngineBusy(RuntimeError):
+    """A generation is still running (stop it, and wait for its end, first)."""
 
 
 class EngineClient(QObject):
@@ -87,35 +42,42 @@ class EngineClient(QObject):
 
     sig_host_started = Signal()
     sig_load_progress = Signal(float)
-    sig_loaded = Signal(dict)
+    sig_loaded = Signal(dict)  # ModelInfo as a dict
     sig_load_failed = Signal(str)
-    sig_delta = Signal(str, str)  # kind ("thinking" | "answer"), text
-    sig_finished = Signal(dict)  # stats (+ "thinking", "answer": the full texts)
-    sig_failed = Signal(str)
+    sig_delta = Signal(int, str, str)  # request id, kind ("thinking" | "answer"), text
+    sig_finished = Signal(object)  # Reply: its whole text and stats
+    sig_failed = Signal(int, str)  # request id, message
+    sig_tokens = Signal(int, object)  # request id, int (count) or list[TokenInfo]
     sig_engine_crashed = Signal(str)
-
-    @property
-    def last_load(self) -> dict[str, Any] | None:
-        """The arguments of the last load_model call (what restart() reloads)."""
-        return dict(self._last_load) if self._last_load else None
+    _sig_event = Signal(object, object)  # (connection, event), from the reader thread
 
     def __init__(self, parent: QObject | None = None, *, command: list[str] | None = None) -> None:
         super().__init__(parent)
         self._command = command
-        self._host: HostProcess | None = None
-        self._pump: _EventPump | None = None
-        self._next_id = 0
-        self._active_id: int | None = None
-        self._last_load: dict[str, Any] | None = None
-        self.model_info: dict[str, Any] | None = None
+        self._conn: EngineConnection | None = None
+        self._reply: Reply | None = None  # the generation being written
+        self._load: LoadModel | None = None  # what restart() reloads
+        self.model: ModelInfo | None = None
         self._loading = False
+        self._retired: list[EngineConnection] = []  # hosts being ended, joined by wait_closed()
+        self._sig_event.connect(self._on_connection_event)
 
     # ----- state ---------------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
-        """A generation is running."""
-        return self._active_id is not None
+        """A generation is running (until its sig_finished or sig_failed)."""
+        return self._reply is not None
+
+    @property
+    def reply(self) -> Reply | None:
+        """The generation being written now, with its text so far."""
+        return self._reply
+
+    @property
+    def model_info(self) -> dict[str, Any] | None:
+        """The loaded model as a dict (for display), None while none is loaded."""
+        return asdict(self.model) if self.model is not None else None
 
     @property
     def loading(self) -> bool:
@@ -123,175 +85,176 @@ class EngineClient(QObject):
 
     @property
     def host_pid(self) -> int | None:
-        return self._host.pid if self._host and self._host.alive() else None
+        return self._conn.pid if self._conn is not None and self._conn.alive() else None
 
     # ----- host lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the host process (done lazily by load_model)."""
-        if self._host is not None and self._host.alive():
+        if self._conn is not None and self._conn.alive():
             return
-        self._stop_pump()
-        self._host = HostProcess(self._command, log_path=paths.log_dir() / "engine.log")
-        self._host.start()
-        self._pump = _EventPump(self._host)
-        self._pump.sig_event.connect(self._on_pump_event)
-        self._pump.sig_deltas.connect(self._on_pump_deltas)
-        self._pump.sig_exited.connect(self._on_pump_exited)
-        self._pump.start()
+        conn = EngineConnection(lambda ev: self._sig_event.emit(conn, ev), self._command,
+                                log_path=paths.log_dir() / "engine.log")
+        self._conn = conn
+        conn.start()
 
     def shutdown(self) -> None:
-        """Stop generation, end the host, join the reader; safe to call twice."""
-        if self._host is not None:
-            self._host.stop()
-        self._stop_pump()
-        self._host = None
-        self._active_id = None
+        """End the host without blocking the GUI: it is asked to exit and reaped in the background."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            self._retired.append(conn)
+        self._end_reply()
         self._loading = False
-        self.model_info = None
+        self.model = None
 
-    def _stop_pump(self) -> None:
-        if self._pump is not None:
-            if self._host is not None and self._host.alive():
-                self._host.stop()
-            self._pump.wait(10_000)
-            self._pump.sig_event.disconnect(self._on_pump_event)
-            self._pump.sig_deltas.disconnect(self._on_pump_deltas)
-            self._pump.sig_exited.disconnect(self._on_pump_exited)
-            self._pump.deleteLater()
-            self._pump = None
+    def wait_closed(self, timeout: float = 15.0) -> bool:
+        """Block until every host this client ended is gone (app exit, tests, the CLI)."""
+        ok = all(conn.join(timeout) for conn in self._retired)
+        self._retired = [c for c in self._retired if c.alive()]
+        return ok
 
     def restart(self) -> None:
         """After a crash: a fresh host with the last model."""
         self.shutdown()
-        if self._last_load is not None:
-            self.load_model(**self._last_load)
+        if self._load is not None:
+            self._start_load(self._load)
         else:
             self.start()
 
     # ----- requests ------------------------------------------------------------------------
 
-    def load_model(
-        self,
-        path: str,
-        mmproj: str | None = None,
-        n_ctx: int = 8192,
-        n_gpu_layers: int | None = None,
-        n_threads: int | None = None,
-        chat_template: str | None = None,
-    ) -> None:
+    def load_model(self, path: str, mmproj: str | None = None, n_ctx: int = DEFAULT_N_CTX,
+                   n_gpu_layers: int | None = None, n_threads: int | None = None,
+                   chat_template: str | None = None, **options: Any) -> None:
         """Load a model in a fresh host (switching models ends the old host: all memory returns).
 
         n_gpu_layers None is "auto": the host offloads as many layers as fit in free memory.
         """
-        self._last_load = {
-            "path": path, "mmproj": mmproj, "n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers,
-            "n_threads": n_threads, "chat_template": chat_template,
-        }
-        if self.model_info is not None or self.busy:
+        self._start_load(LoadModel(path, mmproj, n_ctx, n_gpu_layers, n_threads, chat_template,
+                                   **options))
+
+    def _start_load(self, request: LoadModel) -> None:
+        self._load = request
+        if self.model is not None or self.busy or self._loading:
             self.shutdown()
         self.start()
+        assert self._conn is not None
         self._loading = True
-        assert self._host is not None
-        self._host.send({"op": "load", **self._last_load})
+        self._conn.load(request)
 
-    def generate(self, messages: list[dict[str, Any]], enable_thinking: bool, params: dict[str, Any]) -> int:
-        """Start a generation; returns its id. Deltas, then sig_finished or sig_failed, follow."""
-        if self._host is None or not self._host.alive():
+    def generate(self, messages: list[dict[str, Any]], enable_thinking: bool,
+                 params: dict[str, Any] | SamplingParams, *, prompt: str | None = None) -> int:
+        """Start a generation; returns its id. sig_delta, then sig_finished or sig_failed follow.
+
+        Raises EngineBusy while another generation runs, RuntimeError when no host is running.
+        """
+        if self._reply is not None:
+            raise EngineBusy("an answer is still being written")
+        if self._conn is None or not self._conn.alive():
             raise RuntimeError("the engine is not running")
-        self._next_id += 1
-        self._active_id = self._next_id
-        assert self._pump is not None
-        self._pump.assembler = StreamAssembler()
-        self._host.send(
-            {"op": "generate", "id": self._active_id, "messages": messages,
-             "enable_thinking": enable_thinking, "params": params}
-        )
-        return self._active_id
+        sampling = params if isinstance(params, SamplingParams) else SamplingParams.from_dict(params)
+        req_id = self._conn.generate(messages, enable_thinking, sampling, prompt=prompt)
+        self._reply = Reply(req_id)
+        return req_id
 
     def generate_raw(self, prompt: str, params: dict[str, Any]) -> int:
         """Complete a raw prompt (no template); used by benchmarks and base models."""
-        if self._host is None:
+        return self.generate([], False, params, prompt=prompt)
+
+    def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool = False) -> int:
+        if self._conn is None:
             raise RuntimeError("the engine is not running")
-        self._next_id += 1
-        self._active_id = self._next_id
-        assert self._pump is not None
-        self._pump.assembler = StreamAssembler()
-        self._host.send({"op": "generate", "id": self._active_id, "prompt": prompt, "params": params})
-        return self._active_id
+        return self._conn.count_tokens(messages, enable_thinking)
 
-    def stop(self) -> None:
+    def tokenize(self, messages: list[dict[str, Any]], enable_thinking: bool = False) -> int:
+        if self._conn is None:
+            raise RuntimeError("the engine is not running")
+        return self._conn.tokenize(messages, enable_thinking)
+
+    def stop(self, req_id: int | None = None) -> None:
         """Stop the running generation now: written straight to the pipe, not queued behind it."""
-        if self._host is not None and self._host.alive() and self.busy:
-            with contextlib.suppress(OSError):
-                self._host.send({"op": "stop"})
+        reply = self._reply
+        if self._conn is not None and reply is not None and req_id in (None, reply.id):
+            self._conn.stop(reply.id)
 
-    def kill_host_for_test(self) -> None:
-        """SIGKILL the host (to exercise the crash path)."""
-        if self._host is not None:
-            self._host.kill()
+    def kill_host(self) -> None:
+        """SIGKILL the host, as a native crash would (the crash path's tests use it)."""
+        if self._conn is not None:
+            self._conn.kill()
 
     # ----- events --------------------------------------------------------------------------
 
-    def _stale(self) -> bool:
-        """An event queued by a host that has since been replaced (a switch or a restart)."""
-        return self._pump is None or self.sender() is not self._pump
+    def _end_reply(self) -> Reply | None:
+        reply, self._reply = self._reply, None
+        return reply
 
-    def _on_pump_deltas(self, batch: list) -> None:
-        if self._stale():
-            return
-        for kind, text in batch:
-            self.sig_delta.emit(kind, text)
-
-    def _on_pump_event(self, ev: dict) -> None:
-        if self._stale():
-            return
-        kind = ev.get("ev")
-        if kind == "ready":
+    def _on_connection_event(self, conn: EngineConnection, event: ClientEvent) -> None:
+        if conn is not self._conn:
+            if isinstance(event, Exited) and conn in self._retired:
+                self._retired.remove(conn)
+            return  # queued by a host that has since been replaced (a switch or a restart)
+        if isinstance(event, Deltas):
+            reply = self._reply
+            if reply is None or event.id != reply.id:
+                return
+            for kind, text in event.pieces:
+                reply.add(kind, text)
+                self.sig_delta.emit(reply.id, kind, text)
+        elif isinstance(event, Done):
+            if self._reply is not None and event.id == self._reply.id:
+                reply = self._end_reply()
+                assert reply is not None
+                reply.stats = event.stats
+                self.sig_finished.emit(reply)
+        elif isinstance(event, Failed):
+            self._on_failed(event)
+        elif isinstance(event, Ready):
             self.sig_host_started.emit()
-        elif kind == "progress":
-            self.sig_load_progress.emit(float(ev.get("fraction", 0.0)))
-        elif kind == "loaded":
+        elif isinstance(event, Progress):
+            self.sig_load_progress.emit(float(event.fraction))
+        elif isinstance(event, Loaded):
             self._loading = False
-            self.model_info = ev["info"]
-            self.sig_loaded.emit(ev["info"])
-        elif kind == "done":
-            stats = dict(ev.get("stats") or {})
-            if self._pump is not None and self._pump.assembler is not None:
-                stats["thinking"] = self._pump.assembler.thinking
-                stats["answer"] = self._pump.assembler.answer
-            self._active_id = None
-            self.sig_finished.emit(stats)
-        elif kind == "error":
-            message = ev.get("message", "unknown error")
-            if ev.get("op") == "load":
+            self.model = event.info
+            self.sig_loaded.emit(asdict(event.info))
+        elif isinstance(event, TokenCount):
+            self.sig_tokens.emit(event.id, event.count)
+        elif isinstance(event, TokenList):
+            self.sig_tokens.emit(event.id, event.tokens)
+        elif isinstance(event, Exited):
+            self._on_exited(conn, event)
+
+    def _on_failed(self, event: Failed) -> None:
+        if event.id is None:
+            if event.op == "load" or self._loading:
                 self._loading = False
-                self.sig_load_failed.emit(message)
+                self.sig_load_failed.emit(event.message)
             else:
-                self._active_id = None
-                self.sig_failed.emit(message)
-
-    def _on_pump_exited(self, code: int, stderr_tail: str) -> None:
-        if self._stale():
+                log.error("engine error: %s", event.message)
             return
-        expected = self._host is None or self._host.expected_exit
-        was_busy = self.busy or self._loading
-        self._active_id = None
-        self._loading = False
-        self.model_info = None
-        if expected:
-            return
-        log.error("engine host exited with %s:\n%s", code, stderr_tail)
-        if code < 0:
-            import signal as _signal
-
-            try:
-                how = f"was killed by {_signal.Signals(-code).name}"
-            except ValueError:
-                how = f"ended with signal {-code}"
+        if self._reply is not None and event.id == self._reply.id:
+            self._end_reply()
+            self.sig_failed.emit(event.id, event.message)
         else:
-            how = f"exited with code {code}"
+            self.sig_failed.emit(event.id, event.message)  # a token count/list that failed
+
+    def _on_exited(self, conn: EngineConnection, event: Exited) -> None:
+        self._conn = None
+        was_busy = self.busy or self._loading
+        self._end_reply()
+        self._loading = False
+        self.model = None
+        if conn.expected_exit:
+            return
+        log.error("engine host exited with %s:\n%s", event.code, event.stderr_tail)
+        if event.code < 0:
+            try:
+                how = f"was killed by {_signal.Signals(-event.code).name}"
+            except ValueError:
+                how = f"ended with signal {-event.code}"
+        else:
+            how = f"exited with code {event.code}"
         activity = " while it was working" if was_busy else ""
         self.sig_engine_crashed.emit(
-            f"The engine {how}{activity}. Your conversation is saved.\n\n{stderr_tail}".rstrip()
+            f"The engine {how}{activity}. Your conversation is saved.\n\n{event.stderr_tail}".rstrip()
         )

@@ -11,30 +11,22 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.core.engine.messages import DEFAULT_N_CTX, LoadModel
+from app.core.engine.records import ModelInfo
 
 log = logging.getLogger(__name__)
 
+
+def _name(request: LoadModel) -> str:
+    return os.path.basename(request.path)
+
 Confirm = Callable[[], bool]
 STOP_WAIT_MS = 3000  # how long a stopped answer may take to end before the host is ended anyway
-
-
-@dataclass(frozen=True)
-class LoadRequest:
-    """What the engine needs to load one model (n_gpu_layers -1 = every layer the build can offload)."""
-
-    path: str
-    mmproj: str | None = None
-    n_ctx: int = 8192
-    n_gpu_layers: int | None = None  # None: auto, as many layers as fit
-    n_threads: int | None = None
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
 
 
 class ModelSwitcher(QObject):
@@ -55,9 +47,9 @@ class ModelSwitcher(QObject):
         super().__init__(parent)
         self._client = client
         self.confirm = confirm
-        self._current: LoadRequest | None = None  # the model known to work
-        self._target: LoadRequest | None = None  # being loaded now
-        self._restoring: LoadRequest | None = None  # previous model coming back after a failure
+        self._current: LoadModel | None = None  # the model known to work
+        self._target: LoadModel | None = None  # being loaded now
+        self._restoring: LoadModel | None = None  # previous model coming back after a failure
         self._error = ""
         client.sig_load_progress.connect(self._on_client_load_progress)
         client.sig_loaded.connect(self._on_client_loaded)
@@ -78,13 +70,13 @@ class ModelSwitcher(QObject):
         return self._target is not None or self._restoring is not None
 
     @property
-    def current(self) -> LoadRequest | None:
+    def current(self) -> LoadModel | None:
         """The last model that loaded successfully (what a failed switch falls back to)."""
         return self._current
 
     # ----- requests ------------------------------------------------------------------------
 
-    def switch(self, path: str, mmproj: str | None = None, n_ctx: int = 8192,
+    def switch(self, path: str, mmproj: str | None = None, n_ctx: int = DEFAULT_N_CTX,
                n_gpu_layers: int | None = -1, n_threads: int | None = None,
                confirm: Confirm | None = None) -> bool:
         """Load `path` in a fresh host. False when nothing was started (declined, or busy switching).
@@ -93,20 +85,20 @@ class ModelSwitcher(QObject):
         """
         if self.switching:
             return False
-        if getattr(self._client, "busy", False):
+        if self._client.busy:
             ask = confirm or self.confirm
             # Without anyone to ask, never cut off a reply silently.
             if ask is None or not ask():
                 return False
-        request = LoadRequest(path, mmproj, int(n_ctx),
-                              None if n_gpu_layers is None else int(n_gpu_layers), n_threads)
+        request = LoadModel(path, mmproj, int(n_ctx),
+                            None if n_gpu_layers is None else int(n_gpu_layers), n_threads)
         if self._current is None:
             self._current = self._known_model()
         self._target = request
         self._error = ""
-        self.sig_started.emit(request.name)
+        self.sig_started.emit(_name(request))
         self.sig_progress.emit(0.0)
-        if getattr(self._client, "busy", False):
+        if self._client.busy:
             # Let the answer end properly (its "done" carries what was written, which the chat
             # saves); the load follows the stop, or STOP_WAIT_MS later if the host says nothing.
             self._stop_timer.start()
@@ -115,29 +107,21 @@ class ModelSwitcher(QObject):
             self._load(request)
         return True
 
-    def adopt(self, path: str, mmproj: str | None = None, n_ctx: int = 8192,
-              n_gpu_layers: int = -1, n_threads: int | None = None) -> None:
-        """Record a model loaded elsewhere (at start-up) as the one to fall back to."""
-        self._current = LoadRequest(path, mmproj, n_ctx, n_gpu_layers, n_threads)
-
     # ----- internals -----------------------------------------------------------------------
 
-    def _known_model(self) -> LoadRequest | None:
-        """The model the client has loaded now, if the switcher has not loaded it itself."""
-        info = getattr(self._client, "model_info", None)
-        if not info or not info.get("path"):
+    def _known_model(self) -> LoadModel | None:
+        """The model the client has loaded now (with its projector), if the switcher did not load it."""
+        info: ModelInfo | None = self._client.model
+        if info is None:
             return None
-        return LoadRequest(str(info["path"]), info.get("mmproj"), int(info.get("n_ctx") or 8192),
-                           int(info.get("n_gpu_layers", -1)))
+        return LoadModel(info.path, info.mmproj, info.n_ctx, info.n_gpu_layers,
+                         info.n_threads or None)
 
-    def _load(self, request: LoadRequest) -> None:
+    def _load(self, request: LoadModel) -> None:
         # A fresh host every time: a host that failed to load may hold half-allocated memory.
+        # Events still queued from the old host are dropped by the client (it knows its hosts).
         self._client.shutdown()
-        # The old host's reader may already have queued its "exited" for the client; delivered
-        # after the new host starts, the client would take it for a crash of the new one.
-        if isinstance(self._client, QObject):
-            QCoreApplication.removePostedEvents(self._client, QEvent.Type.MetaCall)
-        self._client.load_model(**{k: v for k, v in asdict(request).items()})
+        self._client.load_model(**asdict(request))
 
     def _on_client_generation_ended(self, *_args: object) -> None:
         if self._stop_timer.isActive():
@@ -161,7 +145,7 @@ class ModelSwitcher(QObject):
         elif self._restoring is not None:
             restored, self._restoring = self._restoring, None
             self.sig_failed.emit(
-                f"{self._error}\n\n{restored.name} is loaded again, so you can keep chatting."
+                f"{self._error}\n\n{_name(restored)} is loaded again, so you can keep chatting."
             )
 
     def _on_client_load_failed(self, message: str) -> None:
@@ -176,7 +160,7 @@ class ModelSwitcher(QObject):
         if self._target is not None:
             failed, self._target = self._target, None
             log.warning("switch to %s failed: %s", failed.path, message)
-            self._error = f"{failed.name} could not be loaded: {message}"
+            self._error = f"{_name(failed)} could not be loaded: {message}"
             if self._current is not None and self._current != failed:
                 self._restoring = self._current
                 self._load(self._current)
@@ -188,6 +172,6 @@ class ModelSwitcher(QObject):
             self._current = None
             self._client.shutdown()
             self.sig_failed.emit(
-                f"{self._error}\n\nThe previous model, {lost.name}, could not be loaded again "
+                f"{self._error}\n\nThe previous model, {_name(lost)}, could not be loaded again "
                 f"either ({message}). Choose a model in Settings."
             )

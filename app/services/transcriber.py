@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.core.engine.records import Reply
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ class LocalTranscriber(QObject):
     def _connections(self, client: Any) -> list[tuple[Any, Any]]:
         return [(client.sig_loaded, self._on_client_loaded),
                 (client.sig_load_failed, self._on_client_failed),
-                (client.sig_failed, self._on_client_failed),
+                (client.sig_failed, self._on_client_generation_failed),
                 (client.sig_finished, self._on_client_finished),
                 (client.sig_engine_crashed, self._on_client_crashed)]
 
@@ -182,14 +184,17 @@ class LocalTranscriber(QObject):
         if self._pending is not None:
             self._generate()
 
-    def _on_client_finished(self, stats: dict[str, Any]) -> None:
+    def _on_client_finished(self, reply: Reply) -> None:
         if self._pending is None:
             return
         self._pending = None
-        self.last_stats = dict(stats)
-        text = str(stats.get("answer") or "").strip()
+        self.last_stats = asdict(reply.stats) if reply.stats is not None else {}
+        text = reply.answer.strip()
         self._idle.start()
         self.sig_finished.emit(text)
+
+    def _on_client_generation_failed(self, _request_id: int, message: str) -> None:
+        self._on_client_failed(message)
 
     def _on_client_failed(self, message: str) -> None:
         self._fail(f"The recording could not be transcribed: {message}")

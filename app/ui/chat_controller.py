@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from app.core.engine.records import Reply
 from app.core.storage.settings import PRESETS
 from app.ui.branch_switcher import branch_positions, sibling_at
 from app.ui.chat_view import ChatView
@@ -39,6 +40,8 @@ class _Generation:
     thinking_started: float | None = None
     thinking_ended: float | None = None
     stop_requested: bool = False
+    request_id: int | None = None  # the engine's id for this answer
+    discarded: bool = False  # its conversation was deleted: wait for the end, store nothing
 
     def thinking_seconds(self) -> float | None:
         if self.thinking_started is None:
@@ -156,10 +159,13 @@ class ChatController(QObject):
         self.refresh_conversations()
 
     def delete_conversation(self, conversation_id: Any) -> None:
-        if self._gen is not None and self._gen.conversation_id == conversation_id:
+        gen = self._gen
+        if gen is not None and gen.conversation_id == conversation_id:
+            # Its answer has nowhere to go any more; the chat stays busy until the engine
+            # confirms the stop, so the next answer cannot start while this one still runs.
+            gen.discarded = True
+            gen.widget = None
             self.stop()
-            self._gen = None  # its answer has nowhere to go any more
-            self.sig_busy_changed.emit(False)
         self._store.delete_conversation(conversation_id)
         if conversation_id == self._conversation_id:
             self.new_conversation()
@@ -297,8 +303,9 @@ class ChatController(QObject):
         self._show_branches()
         enable_thinking = bool(getattr(self._settings, "enable_thinking", False))
         try:
-            self._client.generate(messages, enable_thinking, self._params(conversation_id))
-        except Exception as exc:  # noqa: BLE001 - e.g. the engine is not running
+            self._gen.request_id = self._client.generate(messages, enable_thinking,
+                                                         self._params(conversation_id))
+        except RuntimeError as exc:  # the engine is not running, or still ending an answer
             log.exception("generate failed to start")
             self._finish("error", {}, error=f"Could not start the answer: {exc}. Restart the engine "
                                             "or open the model again.")
@@ -314,10 +321,10 @@ class ChatController(QObject):
         if gen is None:
             return
         self._gen = None
-        thinking = stats.pop("thinking", None)
-        answer = stats.pop("answer", None)
-        thinking = thinking if isinstance(thinking, str) and thinking else "".join(gen.thinking)
-        answer = answer if isinstance(answer, str) and answer else "".join(gen.answer)
+        if gen.discarded:
+            self.sig_busy_changed.emit(False)
+            return
+        thinking, answer = "".join(gen.thinking), "".join(gen.answer)
         if gen.thinking_started is not None and gen.thinking_ended is None:
             gen.thinking_ended = time.monotonic()
         seconds = gen.thinking_seconds()
@@ -334,9 +341,12 @@ class ChatController(QObject):
         self.sig_generation_finished.emit(stats)
         self.refresh_conversations()
 
-    def _on_client_delta(self, kind: str, text: str) -> None:
+    def _ours(self, request_id: int) -> bool:
+        return self._gen is not None and self._gen.request_id == request_id
+
+    def _on_client_delta(self, request_id: int, kind: str, text: str) -> None:
         gen = self._gen
-        if gen is None:
+        if gen is None or gen.request_id != request_id:
             return
         now = time.monotonic()
         if kind == "thinking":
@@ -352,15 +362,16 @@ class ChatController(QObject):
             if gen.widget is not None:
                 gen.widget.append_answer(text)
 
-    def _on_client_finished(self, stats: dict[str, Any]) -> None:
-        stopped = bool(stats.get("stopped")) or (self._gen is not None and self._gen.stop_requested)
-        self._finish("stopped" if stopped else "complete", dict(stats))
-
-    def _on_client_failed(self, message: str) -> None:
-        if self._gen is None:
-            self.sig_error.emit(message)
+    def _on_client_finished(self, reply: Reply) -> None:
+        if not self._ours(reply.id):
             return
-        self._finish("error", {}, error=message)
+        assert self._gen is not None and reply.stats is not None
+        stopped = reply.stats.stopped or self._gen.stop_requested
+        self._finish("stopped" if stopped else "complete", asdict(reply.stats))
+
+    def _on_client_failed(self, request_id: int, message: str) -> None:
+        if self._ours(request_id):
+            self._finish("error", {}, error=message)
 
     def _on_client_engine_crashed(self, _stderr_tail: str) -> None:
         self._finish("interrupted", {})

@@ -4,6 +4,10 @@ Started as `<sys.executable> main.py --engine-host` (or the frozen binary with `
 A native crash in llama.cpp kills only this process; ending it gives all GPU memory back.
 stdin carries requests, the original stdout carries events, and fd 1 is pointed at stderr so
 that nothing printed by a library can corrupt the protocol.
+
+Requests are served one at a time in arrival order. Stop names its request: a reader thread
+handles it the moment it arrives (a flag, not a queue), so it never waits behind the generation
+it is meant to stop, and a stop for a request still queued drops that request.
 """
 
 from __future__ import annotations
@@ -12,11 +16,39 @@ import os
 import queue
 import sys
 import threading
+import time
 import traceback
-from dataclasses import asdict
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from app.core.engine.protocol import ProtocolError, read_message, write_message
+from app.core.engine.messages import (
+    CountTokens,
+    Done,
+    Event,
+    Failed,
+    Generate,
+    Loaded,
+    LoadModel,
+    Piece,
+    Ping,
+    Pong,
+    Progress,
+    Ready,
+    Request,
+    Shutdown,
+    Stop,
+    TokenCount,
+    Tokenize,
+    TokenList,
+    request_from_wire,
+    to_wire,
+)
+from app.core.engine.protocol import ProtocolError, encode, read_messages
+from app.core.engine.records import EngineError, GenerationStats
+
+# Pieces of one answer written within this window go out as one message: the GUI shows text in
+# ~30 ms batches anyway, and one write per batch instead of per token keeps the receiving
+# process (which shares the CPU with llama.cpp's threads) from waking up at every token.
+PIECE_WINDOW_S = 0.02
 
 
 class _Output:
@@ -26,9 +58,67 @@ class _Output:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, event: Event) -> None:
+        data = encode(to_wire(event))
         with self._lock:
-            write_message(self._stream, message)
+            self._stream.write(data)
+
+
+class _PieceSender:
+    """Coalesces the text of one generation; the first piece after a pause goes out at once."""
+
+    def __init__(self, out: _Output, req_id: int) -> None:
+        self._out = out
+        self._id = req_id
+        self._parts: list[str] = []
+        self._last = 0.0
+
+    def __call__(self, text: str) -> None:
+        self._parts.append(text)
+        now = time.perf_counter()
+        if now - self._last >= PIECE_WINDOW_S:
+            self.flush()
+            self._last = now
+
+    def flush(self) -> None:
+        if self._parts:
+            self._out.send(Piece(self._id, "".join(self._parts)))
+            self._parts.clear()
+
+
+class _Stops:
+    """Which requests the client asked to stop; shared by the reader thread and the worker."""
+
+    def __init__(self, stop_event: threading.Event) -> None:
+        self._event = stop_event
+        self._lock = threading.Lock()
+        self._running: int | None = None
+        self._cancelled: set[int] = set()
+
+    def request(self, req_id: int) -> None:
+        with self._lock:
+            if req_id == self._running:
+                self._event.set()
+            else:
+                self._cancelled.add(req_id)
+
+    def begin(self, req_id: int) -> bool:
+        """Mark `req_id` running; False when it was stopped before it started."""
+        with self._lock:
+            if req_id in self._cancelled:
+                self._cancelled.discard(req_id)
+                return False
+            self._running = req_id
+            self._event.clear()
+            return True
+
+    def end(self) -> None:
+        with self._lock:
+            self._running = None
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self._event.set()
 
 
 def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
@@ -47,56 +137,72 @@ def run_host() -> int:
 
     engine = LlamaEngine()
     session = EngineSession(engine)
-    jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    stops = _Stops(engine.stop_event)
+    jobs: queue.Queue[Request | None] = queue.Queue()
 
     def reader() -> None:
-        # Stop must not wait behind the generation it is meant to stop: set the flag right here.
         try:
-            while True:
-                msg = read_message(requests_in)
-                if msg is None:
-                    break
-                if msg.get("op") == "stop":
-                    engine.stop_event.set()
-                elif msg.get("op") == "ping":
-                    out.send({"ev": "pong"})
+            for raw in read_messages(requests_in.read):
+                try:
+                    request = request_from_wire(raw)
+                except ProtocolError as exc:  # well framed but not a request we know: say so
+                    out.send(Failed(raw.get("id"), "input", str(exc), str(raw.get("op", ""))))
+                    continue
+                if isinstance(request, Stop):
+                    stops.request(request.id)
+                elif isinstance(request, Ping):
+                    out.send(Pong())
                 else:
-                    jobs.put(msg)
-        except (ProtocolError, OSError, ValueError):
-            pass
-        engine.stop_event.set()  # the GUI went away: finish quickly
+                    jobs.put(request)
+        except (ProtocolError, OSError, ValueError) as exc:
+            # A damaged request stream cannot be resynchronised: say so, then end like an EOF.
+            traceback.print_exc()
+            out.send(Failed(None, "internal", f"The engine received a damaged request: {exc}",
+                            "protocol"))
+        stops.stop_all()  # the GUI went away (or the stream broke): finish quickly
         jobs.put(None)
 
     threading.Thread(target=reader, name="engine-host-reader", daemon=True).start()
-    out.send({"ev": "ready", "pid": os.getpid()})
+    out.send(Ready(os.getpid()))
     while True:
-        msg = jobs.get()
-        if msg is None or msg.get("op") == "shutdown":
+        request = jobs.get()
+        if request is None or isinstance(request, Shutdown):
             break
         try:
-            _handle(msg, session, out)
-        except Exception as exc:  # noqa: BLE001 - report everything, keep serving
+            _handle(request, session, out, stops)
+        except Exception as exc:  # noqa: BLE001 - a bug in one request must not end the host
             traceback.print_exc()
-            out.send({"ev": "error", "id": msg.get("id"), "kind": "internal", "message": str(exc)})
+            out.send(Failed(getattr(request, "id", None), "internal", str(exc), request.TAG))
     engine.close()
     return 0
 
 
-def _handle(msg: dict[str, Any], session: Any, out: _Output) -> None:
-    from app.core.engine.records import EngineError
+def _handle(request: Request, session: object, out: _Output, stops: _Stops) -> None:
+    from app.core.engine.session import EngineSession
 
-    op = msg.get("op")
-    req_id = msg.get("id")
+    assert isinstance(session, EngineSession)
+    req_id = getattr(request, "id", None)
     try:
-        if op == "load":
-            info = session.load(msg, on_progress=lambda f: out.send({"ev": "progress", "fraction": f}))
-            out.send({"ev": "loaded", "info": asdict(info)})
-        elif op == "generate":
-            stats = session.generate(msg, on_piece=lambda t: out.send({"ev": "piece", "id": req_id, "text": t}))
-            out.send({"ev": "done", "id": req_id, "stats": asdict(stats)})
-        elif op == "count_tokens":
-            out.send({"ev": "tokens", "id": req_id, "count": session.count_tokens(msg)})
-        else:
-            out.send({"ev": "error", "id": req_id, "kind": "input", "message": f"unknown request {op!r}"})
+        if isinstance(request, LoadModel):
+            info = session.load(request, on_progress=lambda f: out.send(Progress(f)))
+            out.send(Loaded(info))
+        elif isinstance(request, Generate):
+            if not stops.begin(request.id):
+                out.send(Done(request.id, GenerationStats(stopped=True, finish_reason="stopped")))
+                return
+            sender = _PieceSender(out, request.id)
+            try:
+                stats = session.generate(request, on_piece=sender)
+            finally:
+                stops.end()
+                sender.flush()
+            out.send(Done(request.id, stats))
+            session.engine.settle_last_answer()  # while the user reads the answer
+        elif isinstance(request, CountTokens):
+            count = session.count_tokens(request.messages, request.enable_thinking)
+            out.send(TokenCount(request.id, count))
+        elif isinstance(request, Tokenize):
+            tokens = session.token_list(request.messages, request.enable_thinking)
+            out.send(TokenList(request.id, tokens))
     except EngineError as exc:
-        out.send({"ev": "error", "id": req_id, "kind": exc.kind, "message": exc.message, "op": op})
+        out.send(Failed(req_id, exc.kind, exc.message, request.TAG))

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import collections
-import json
+import contextlib
 import os
 import select
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from app.core.engine.protocol import MAX_MESSAGE, ProtocolError, encode
+from app.core.engine.messages import Event, Request, Shutdown, event_from_wire, to_wire
+from app.core.engine.protocol import FrameReader, ProtocolError, encode
 
-_HEADER = struct.Struct(">I")
+EXIT_WAIT_S = 5.0  # how long a host asked to exit may take before it is killed
 
 
 def host_command() -> list[str]:
@@ -36,7 +35,8 @@ class HostProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
-        self._buffer = bytearray()
+        self._close_lock = threading.Lock()
+        self._frames = FrameReader()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=60)
         self._stderr_thread: threading.Thread | None = None
         self.expected_exit = False
@@ -46,7 +46,7 @@ class HostProcess:
     def start(self) -> None:
         """Start a fresh host process."""
         self.expected_exit = False
-        self._buffer.clear()
+        self._frames.clear()
         self._stderr_tail.clear()
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
@@ -73,39 +73,70 @@ class HostProcess:
     def returncode(self) -> int | None:
         return self.proc.poll() if self.proc else None
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the host to exit, then make sure it has; all its memory goes back to the system."""
+    def stop(self, timeout: float = EXIT_WAIT_S) -> None:
+        """Ask the host to exit and wait until it has; for callers that read events themselves."""
+        self.request_exit()
+        self._finish(timeout)
+        self.close_output()
+
+    def stop_in_background(self) -> threading.Thread | None:
+        """Ask the host to exit and return at once; a thread waits (and kills if it must).
+
+        The output pipe stays open for whoever reads events: they see its end, then call reap().
+        """
+        if self.proc is None:
+            return None
+        self.request_exit()
+        reaper = threading.Thread(target=self._finish, args=(EXIT_WAIT_S,), name="engine-host-reaper",
+                                  daemon=True)
+        reaper.start()
+        return reaper
+
+    def request_exit(self) -> None:
+        """Tell the host to end (its current work is abandoned); returns at once."""
+        proc = self.proc
+        self.expected_exit = True
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.send(Shutdown())
+        self._close_input()  # EOF: the host's reader sets every stop flag at once
+
+    def _close_input(self) -> None:
+        proc = self.proc
+        with self._write_lock:
+            try:
+                if proc is not None and proc.stdin is not None:
+                    proc.stdin.close()
+            except OSError:
+                pass
+
+    def _finish(self, timeout: float) -> None:
         proc = self.proc
         if proc is None:
             return
-        self.expected_exit = True
-        if proc.poll() is None:
-            try:
-                self.send({"op": "stop"})
-                self.send({"op": "shutdown"})
-                proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._close_pipes()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self._close_input()
 
     def kill(self) -> None:
         """Hard kill (tests use it to simulate a native crash)."""
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
 
-    def _close_pipes(self) -> None:
+    def close_output(self) -> None:
+        """Close the event pipe and collect stderr; only the reader of events may call this."""
         proc = self.proc
         if proc is None:
             return
-        if self._stderr_thread is not None:
-            self._stderr_thread.join(timeout=5)
-            self._stderr_thread = None
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
+        thread = self._stderr_thread
+        if thread is not None:
+            thread.join(timeout=EXIT_WAIT_S)  # the process is gone, so stderr ends at once
+        for stream in (proc.stdout, proc.stderr):
             try:
                 if stream:
                     stream.close()
@@ -113,58 +144,49 @@ class HostProcess:
                 pass
 
     def reap(self) -> None:
-        """After the host died on its own: wait for it and collect its last words."""
-        if self.proc is not None:
-            self.proc.wait()
-            self._close_pipes()
+        """After the host's output ended: wait for it and collect its last words."""
+        self._finish(EXIT_WAIT_S)
+        self.close_output()
 
     # ----- I/O -----------------------------------------------------------------------------
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, request: Request) -> None:
         """Write one request; safe from any thread (Stop is written straight from the GUI thread)."""
-        if self.proc is None or self.proc.stdin is None:
-            raise BrokenPipeError("engine host is not running")
-        data = encode(message)
+        proc = self.proc
+        data = encode(to_wire(request))
         with self._write_lock:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
+            if proc is None or proc.stdin is None or proc.stdin.closed:
+                raise BrokenPipeError("engine host is not running")
+            proc.stdin.write(data)
+            proc.stdin.flush()
 
-    def read_events(self, timeout: float) -> list[dict[str, Any]] | None:
+    def read_events(self, timeout: float) -> list[Event] | None:
         """Events that arrive within `timeout` seconds ([] if none); None once the host's output ended."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         ready, _, _ = select.select([fd], [], [], timeout)
-        if ready:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return None
-            self._buffer.extend(chunk)
-        return self._parse()
+        if not ready:
+            return []
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            if not self._frames.at_boundary():
+                raise ProtocolError("engine host output ended inside a message")
+            return None
+        return [event_from_wire(raw) for raw in self._frames.feed(chunk)]
 
-    def _parse(self) -> list[dict[str, Any]]:
-        events = []
-        while len(self._buffer) >= _HEADER.size:
-            (length,) = _HEADER.unpack_from(self._buffer)
-            if length > MAX_MESSAGE:
-                raise ProtocolError("engine host sent an oversized message")
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            events.append(json.loads(bytes(self._buffer[_HEADER.size : end]).decode("utf-8")))
-            del self._buffer[:end]
-        return events
+    def wait_for(self, kind: type, timeout: float = 120.0) -> Event:
+        """Block until an event of type `kind` (or a Failed) arrives; for the CLI, tests and benchmarks."""
+        from app.core.engine.messages import Failed
 
-    def wait_for(self, ev: str, timeout: float = 120.0) -> dict[str, Any]:
-        """Block until an event of kind `ev` (or an error) arrives; for the CLI and tests."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             events = self.read_events(0.1)
             if events is None:
                 raise ProtocolError("engine host exited: " + self.stderr_tail(5))
             for e in events:
-                if e.get("ev") in (ev, "error"):
+                if isinstance(e, (kind, Failed)):
                     return e
-        raise TimeoutError(f"no {ev!r} from the engine host within {timeout:.0f} s")
+        raise TimeoutError(f"no {kind.__name__} from the engine host within {timeout:.0f} s")
 
     def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         log = None

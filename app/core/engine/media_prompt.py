@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.engine.mtmd import AudioInput, ImageInput, MediaInput
+from app.core.engine.prompt_cache import MIN_CHUNK
 from app.core.engine.records import EngineError, GenerationStats, SamplingParams, Stopped
 
 
@@ -79,8 +80,9 @@ def generate_with_media(
             "audio. Download the model's projector in the model manager.",
         )
     items, ids = load_media_parts(messages, media_ctx.audio_sample_rate)
-    prompt = session.render(messages, enable_thinking)
-    head = session.render(messages, enable_thinking, generation=False)
+    safe = session.escape_content(messages)  # user text must not spell control tokens
+    prompt = session.render(safe, enable_thinking)
+    head = session.render(safe, enable_thinking, generation=False)
     n_suffix = len(engine.tokenize(prompt[len(head):], add_special=False)) if prompt.startswith(head) else 0
     try:
         with media_ctx.prepared(prompt, items) as prepared:
@@ -97,10 +99,12 @@ def generate_with_media(
             chunk_kinds = [info.kind for info in prepared.infos]
 
             def snap(n: int) -> int:
-                # Back to the start of a media chunk that `n` falls inside.
+                # Back to the start of a media chunk that `n` falls inside, or of a text chunk
+                # whose rest would be too short a batch to match a fresh context (prompt_cache).
                 for i, start in enumerate(starts):
                     end = starts[i + 1] if i + 1 < len(starts) else len(virtual)
-                    if chunk_kinds[i] != "text" and start < n < end:
+                    short = chunk_kinds[i] == "text" and end - n < MIN_CHUNK
+                    if start < n < end and (chunk_kinds[i] != "text" or short):
                         return start
                 return n
 
@@ -116,12 +120,10 @@ def generate_with_media(
                         continue
                     if info.kind == "text":
                         tokens = list(info.tokens[max(0, n_cached - start):])
-                        if checkpoint is not None and i == last and 0 < checkpoint - max(start, n_cached) < len(tokens):
-                            split = checkpoint - max(start, n_cached)
-                            engine.decode(tokens[:split], logits_last=False)
-                            engine.save_checkpoint()
-                            tokens = tokens[split:]
-                        engine.decode(tokens, logits_last=i == last)
+                        if i == last:
+                            engine.prefill_with_checkpoint(tokens, checkpoint)
+                        else:
+                            engine.decode(tokens, logits_last=False)
                     else:
                         if engine.stop_event.is_set():
                             raise Stopped

@@ -1,31 +1,15 @@
-"""Wire format between the GUI side and the engine host process.
+"""Framing between the GUI side and the engine host process.
 
-Each message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
-Media never travels inline: messages carry file paths (images, WAV clips).
-
-Requests (client -> host), each a dict with "op":
-  load      {path, mmproj?, n_ctx, n_gpu_layers, n_threads?, seed?}
-  generate  {id, messages, enable_thinking, params{temperature, top_p, top_k, min_p,
-             repeat_penalty, max_tokens, seed, grammar?}}
-  stop      {}            handled by the host's reader thread at once (a flag, not a queue)
-  ping      {}
-  shutdown  {}
-
-Events (host -> client), each a dict with "ev":
-  ready     {pid}                                   host started, before any load
-  progress  {fraction}                              while loading
-  loaded    {info{...}}                             model ready
-  piece     {id, text}                              raw generated text (the client splits/coalesces)
-  done      {id, stats{prompt_tokens, completion_tokens, cached_tokens, ttft_ms, decode_tok_s,
-             n_past, n_ctx, stopped, finish_reason}}
-  error     {id?, kind, message}                    kind: load|context|input|internal
-  pong      {}
+Each message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (one object).
+What the objects mean is in `messages.py`. Media never travels inline: messages carry file paths.
+Both sides read frames with the same `FrameReader`.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 _HEADER = struct.Struct(">I")
@@ -48,32 +32,48 @@ def write_message(stream: BinaryIO, message: dict[str, Any]) -> None:
     stream.flush()
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
-    chunks = []
-    remaining = n
-    while remaining:
-        chunk = stream.read(remaining)
+class FrameReader:
+    """Incremental frame decoder: feed it bytes as they arrive, take whole messages out."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        """Messages completed by `chunk` (possibly none)."""
+        self._buffer.extend(chunk)
+        messages = []
+        while len(self._buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            if length > MAX_MESSAGE:
+                raise ProtocolError(f"message of {length} bytes is too large")
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            try:
+                message = json.loads(bytes(self._buffer[_HEADER.size : end]).decode("utf-8"))
+            except ValueError as exc:
+                raise ProtocolError(f"message is not JSON: {exc}") from exc
+            del self._buffer[:end]
+            if not isinstance(message, dict):
+                raise ProtocolError("message is not an object")
+            messages.append(message)
+        return messages
+
+    def at_boundary(self) -> bool:
+        """No partial message is buffered (an end of stream here is clean)."""
+        return not self._buffer
+
+    def clear(self) -> None:
+        self._buffer.clear()
+
+
+def read_messages(read: Callable[[int], bytes]) -> Iterator[dict[str, Any]]:
+    """Every message from a blocking byte source until its clean end."""
+    reader = FrameReader()
+    while True:
+        chunk = read(1 << 16)
         if not chunk:
-            if remaining == n:
-                return None
-            raise ProtocolError("stream ended inside a message")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_message(stream: BinaryIO) -> dict[str, Any] | None:
-    """Read one message; None at a clean end of stream."""
-    header = _read_exact(stream, _HEADER.size)
-    if header is None:
-        return None
-    (length,) = _HEADER.unpack(header)
-    if length > MAX_MESSAGE:
-        raise ProtocolError(f"message of {length} bytes is too large")
-    body = _read_exact(stream, length)
-    if body is None:
-        raise ProtocolError("stream ended after a header")
-    message = json.loads(body.decode("utf-8"))
-    if not isinstance(message, dict):
-        raise ProtocolError("message is not an object")
-    return message
+            if not reader.at_boundary():
+                raise ProtocolError("stream ended inside a message")
+            return
+        yield from reader.feed(chunk)

@@ -50,6 +50,25 @@ class GenerationStats:
 
 
 @dataclass
+class Reply:
+    """One generation as a client sees it: the text streamed so far and, once done, its stats.
+
+    This is the one place the streamed text lives; the stats never carry it.
+    """
+
+    id: int
+    thinking: str = ""
+    answer: str = ""
+    stats: GenerationStats | None = None
+
+    def add(self, kind: str, text: str) -> None:
+        if kind == "thinking":
+            self.thinking += text
+        else:
+            self.answer += text
+
+
+@dataclass
 class Checkpoint:
     n_tokens: int
     pos_min: int
@@ -73,6 +92,8 @@ class ModelInfo:
     supports_audio: bool = False
     load_seconds: float = 0.0
     memory: dict[str, int] = field(default_factory=dict)
+    mmproj: str | None = None  # the projector loaded with it (what a reload must bring back)
+    n_threads: int = 0
 
 
 class Stopped(Exception):

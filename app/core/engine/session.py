@@ -6,7 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from app.core.engine.llama_engine import LlamaEngine
-from app.core.engine.records import EngineError, GenerationStats, ModelInfo, SamplingParams
+from app.core.engine.messages import Generate, LoadModel, TokenInfo
+from app.core.engine.prompt_text import (
+    choose_marks,
+    map_contents,
+    match_template,
+    split_marked,
+    wrap_contents,
+)
+from app.core.engine.records import EngineError, GenerationStats, ModelInfo
 
 
 class EngineSession:
@@ -15,25 +23,24 @@ class EngineSession:
     def __init__(self, engine: LlamaEngine) -> None:
         self.engine = engine
 
-    def load(self, msg: dict[str, Any], on_progress: Callable[[float], None]) -> ModelInfo:
-        n_ctx = int(msg.get("n_ctx") or 8192)
-        n_gpu_layers = msg.get("n_gpu_layers")
+    def load(self, request: LoadModel, on_progress: Callable[[float], None]) -> ModelInfo:
+        n_gpu_layers = request.n_gpu_layers
         if n_gpu_layers is None:  # "auto": as many layers as fit in the memory free right now
             from app.core.engine.autofit import auto_gpu_layers
 
-            n_gpu_layers = auto_gpu_layers(msg["path"], n_ctx, msg.get("mmproj"))
+            n_gpu_layers = auto_gpu_layers(request.path, request.n_ctx, request.mmproj)
         info = self.engine.load(
-            msg["path"],
-            n_ctx=n_ctx,
+            request.path,
+            n_ctx=request.n_ctx,
             n_gpu_layers=int(n_gpu_layers),
-            n_threads=msg.get("n_threads"),
-            mmproj=msg.get("mmproj"),
-            flash_attn=bool(msg.get("flash_attn", True)),
-            swa_full=bool(msg.get("swa_full", False)),
+            n_threads=request.n_threads,
+            mmproj=request.mmproj,
+            flash_attn=request.flash_attn,
+            swa_full=request.swa_full,
             on_progress=on_progress,
         )
-        if msg.get("chat_template"):  # a template supplied for a base model that has none
-            self.engine.chat_template = msg["chat_template"]
+        if request.chat_template:  # a template supplied for a base model that has none
+            self.engine.chat_template = request.chat_template
             info.has_template = True
         return info
 
@@ -58,48 +65,68 @@ class EngineSession:
                 eos_token=self.engine.eos_text,
                 add_generation_prompt=generation,
             )
-        except Exception as exc:  # noqa: BLE001 - a template error is the model's fault, say so
+        except Exception as exc:  # noqa: BLE001 - any template error is the model's fault: say so
             raise EngineError("input", f"The model's chat template failed: {exc}") from exc
+
+    def _tokens(self, messages: list[dict[str, Any]], enable_thinking: bool, generation: bool) -> list[int]:
+        """Template text tokenized with control tokens parsed; content text as plain text."""
+        if not self.engine.chat_template:  # a base model's plain prompt is all text
+            return self.engine.tokenize(self.render(messages, enable_thinking), add_special=True,
+                                        parse_special=False)
+        marks = choose_marks(messages)
+        plain = self.render(messages, enable_thinking, generation=generation)
+        marked = self.render(wrap_contents(messages, marks), enable_thinking, generation=generation)
+        tokens: list[int] = []
+        for text, is_content in match_template(split_marked(marked, marks), plain):
+            tokens += self.engine.tokenize(text, add_special=False, parse_special=not is_content)
+        return tokens
 
     def prompt_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool) -> tuple[list[int], int | None]:
         """Tokens of the full prompt, and where the last user turn ends (a cache checkpoint)."""
-        has_template = bool(self.engine.chat_template)
-        tokens = self.engine.tokenize(self.render(messages, enable_thinking), add_special=not has_template)
-        if not has_template:
+        tokens = self._tokens(messages, enable_thinking, generation=True)
+        if not self.engine.chat_template:
             return tokens, None
         # Everything up to the end of the last user turn is shared with the next turn's prompt.
-        head = self.engine.tokenize(self.render(messages, enable_thinking, generation=False), add_special=False)
+        head = self._tokens(messages, enable_thinking, generation=False)
         checkpoint = len(head) if tokens[: len(head)] == head else None
         return tokens, checkpoint
 
-    def generate(self, msg: dict[str, Any], on_piece: Callable[[str], None]) -> GenerationStats:
+    def generate(self, request: Generate, on_piece: Callable[[str], None]) -> GenerationStats:
         self._require_model()
-        messages = msg.get("messages") or []
-        enable_thinking = bool(msg.get("enable_thinking", False))
-        params = SamplingParams.from_dict(msg.get("params") or {})
+        messages = request.messages
+        if not request.cache:
+            self.engine.forget_cache()
         if _has_media(messages):
-            return self._generate_with_media(messages, enable_thinking, params, on_piece)
-        if "prompt" in msg:  # raw completion (benchmarks, base models driven by hand)
-            tokens, checkpoint = self.engine.tokenize(msg["prompt"], add_special=True), None
-        else:
-            tokens, checkpoint = self.prompt_tokens(messages, enable_thinking)
-        return self.engine.generate_tokens(tokens, params, on_piece, checkpoint_at=checkpoint)
+            from app.core.engine.media_prompt import generate_with_media
 
-    def count_tokens(self, msg: dict[str, Any]) -> int:
+            return generate_with_media(self, messages, request.enable_thinking, request.params, on_piece)
+        if request.prompt is not None:  # raw completion: the caller writes control tokens itself
+            tokens = self.engine.tokenize(request.prompt, add_special=True)
+            checkpoint = None
+        else:
+            tokens, checkpoint = self.prompt_tokens(messages, request.enable_thinking)
+        return self.engine.generate_tokens(tokens, request.params, on_piece, checkpoint_at=checkpoint)
+
+    def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool) -> int:
         self._require_model()
-        tokens, _ = self.prompt_tokens(msg.get("messages") or [], bool(msg.get("enable_thinking")))
+        tokens, _ = self.prompt_tokens(messages, enable_thinking)
         return len(tokens)
 
-    def _generate_with_media(
-        self,
-        messages: list[dict[str, Any]],
-        enable_thinking: bool,
-        params: SamplingParams,
-        on_piece: Callable[[str], None],
-    ) -> GenerationStats:
-        from app.core.engine.media_prompt import generate_with_media
+    def token_list(self, messages: list[dict[str, Any]], enable_thinking: bool) -> list[TokenInfo]:
+        """The exact tokens a generation would feed (text-only prompts)."""
+        self._require_model()
+        if _has_media(messages):
+            raise EngineError("input", "Tokenizing prompts with images or audio is not supported.")
+        tokens, _ = self.prompt_tokens(messages, enable_thinking)
+        return [TokenInfo(t, self.engine.token_text(t), self.engine.is_control(t)) for t in tokens]
 
-        return generate_with_media(self, messages, enable_thinking, params, on_piece)
+    def escape_content(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Messages whose content can no longer spell a control token (for libmtmd prompts).
+
+        libmtmd tokenizes a media prompt in one piece, so content cannot be kept apart there;
+        instead a word joiner goes after the first character of any control token's text.
+        """
+        return map_contents(messages, self.engine.escape_control_text)
 
 
 def _has_media(messages: list[dict[str, Any]]) -> bool:

@@ -14,17 +14,11 @@ class StreamAssembler:
     def __init__(self) -> None:
         self._splitter = ThinkingSplitter()
         self._pending: list[tuple[str, str]] = []
-        self.thinking = ""
-        self.answer = ""
 
     def _add(self, pieces: list[tuple[str, str]]) -> None:
         for kind, text in pieces:
             if not text:
                 continue
-            if kind == "thinking":
-                self.thinking += text
-            else:
-                self.answer += text
             if self._pending and self._pending[-1][0] == kind:
                 self._pending[-1] = (kind, self._pending[-1][1] + text)
             else:

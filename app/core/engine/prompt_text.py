@@ -1,0 +1,99 @@
+"""Keep text text: which parts of a rendered prompt came from the template, and which from people.
+
+Only the chat template's own markers may become control tokens. Text written by the user, read
+from a file or returned by a tool is tokenized as plain text, so typing ``<turn|>`` cannot end a
+turn. Careful servers do the same: render the template once with every piece of content wrapped
+in two marks that occur nowhere else, split the result at the marks, and tokenize the template's
+pieces with special tokens parsed and the content pieces without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+Segment = tuple[str, bool]  # (text, came from content)
+
+# Private-use characters: no tokenizer gives them meaning, and no template touches them.
+_MARK_CANDIDATES = [chr(c) for c in range(0xE000, 0xE100)]
+
+
+def _content_strings(messages: Sequence[Mapping[str, Any]]) -> Iterable[str]:
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, Sequence):
+            for part in content:
+                if isinstance(part, Mapping) and part.get("type") == "text":
+                    yield str(part.get("text", ""))
+
+
+def choose_marks(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """Two characters that appear in no content of these messages."""
+    used = set("".join(_content_strings(messages)))
+    free = [c for c in _MARK_CANDIDATES if c not in used]
+    return free[0], free[1]
+
+
+def map_contents(messages: Sequence[Mapping[str, Any]], fn: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Copies of the messages with `fn` applied to every piece of content text."""
+    mapped: list[dict[str, Any]] = []
+    for message in messages:
+        copy = dict(message)
+        content = message.get("content")
+        if isinstance(content, str):
+            copy["content"] = fn(content)
+        elif isinstance(content, Sequence):
+            copy["content"] = [
+                {**part, "text": fn(str(part.get("text", "")))}
+                if isinstance(part, Mapping) and part.get("type") == "text"
+                else part
+                for part in content
+            ]
+        mapped.append(copy)
+    return mapped
+
+
+def wrap_contents(messages: Sequence[Mapping[str, Any]], marks: tuple[str, str]) -> list[dict[str, Any]]:
+    """Copies of the messages with every piece of content text between the two marks."""
+    start, end = marks
+    return map_contents(messages, lambda text: f"{start}{text}{end}" if text else text)
+
+
+def split_marked(text: str, marks: tuple[str, str]) -> list[Segment]:
+    """The rendered text as template and content segments (marks removed, empty ones dropped)."""
+    start, end = marks
+    segments: list[Segment] = []
+    pos = 0
+    while pos < len(text):
+        i = text.find(start, pos)
+        if i < 0:
+            segments.append((text[pos:], False))
+            break
+        if i > pos:
+            segments.append((text[pos:i], False))
+        j = text.find(end, i + 1)
+        if j < 0:  # a template that cut content in half: the rest is content, to be safe
+            segments.append((text[i + 1 :].replace(end, ""), True))
+            break
+        segments.append((text[i + 1 : j], True))
+        pos = j + 1
+    return [(s, is_content) for s, is_content in segments if s]
+
+
+def match_template(segments: list[Segment], plain: str) -> list[Segment]:
+    """Segments whose joined text is exactly what the template writes without marks.
+
+    A template that trims content (Gemma's does) trimmed the marks instead of the text inside
+    them; trimming each content segment gives back the template's own output. If even that does
+    not match, the segments are kept as they are: the prompt then differs from the template in
+    whitespace only, and content still stays text.
+    """
+    if "".join(s for s, _ in segments) == plain:
+        return segments
+    trimmed = [(s.strip() if is_content else s, is_content) for s, is_content in segments]
+    trimmed = [(s, c) for s, c in trimmed if s]
+    if "".join(s for s, _ in trimmed) == plain:
+        return trimmed
+    return segments
