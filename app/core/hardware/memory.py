@@ -57,6 +57,10 @@ class ModelShape:
     max_context: int = 0
     file_bytes: int = 0
     approximate: bool = False
+    # MoE: expert count and the bytes of each layer's expert tensors (a token reads only
+    # n_expert_used of n_expert of them).
+    n_expert: int = 0
+    layer_expert_bytes: tuple[int, ...] = ()
 
     @property
     def weight_bytes(self) -> int:
@@ -92,6 +96,8 @@ class ModelShape:
             layer_repack=tuple(_repack_bytes(info)),
             max_context=info.context_length,
             file_bytes=file_bytes or info.header_bytes + info.total_tensor_bytes,
+            n_expert=info.expert_count,
+            layer_expert_bytes=tuple(_expert_bytes(info)) if info.expert_count else (),
         )
 
     @classmethod
@@ -112,6 +118,7 @@ class ModelShape:
         ple = int(vocab * n_layer * int(hp.get("per_layer_embd", 0)) * embd_bits / 8)
         rest = max(file_bytes - token_embd - ple - 8 * MIB, 0)
         hd, hdg = int(hp["head_dim"]), int(hp["head_dim_global"])
+        n_expert = int(hp.get("n_expert", 0))
         kv, kvg = int(hp["n_head_kv"]), int(hp["n_head_kv_global"])
         return cls(
             name=name, n_layer=n_layer, n_embd=n_embd, n_vocab=vocab,
@@ -128,7 +135,10 @@ class ModelShape:
             layer_repack=(int(rest // n_layer * _REPACK_SHARE.get(quant, 0.0)),) * n_layer,
             output_bytes=n_embd * 4, output_tied_bytes=token_embd,
             projector_bytes=projector_bytes, max_context=max_context, file_bytes=file_bytes,
-            approximate=True,
+            approximate=True, n_expert=n_expert,
+            layer_expert_bytes=(min(rest // n_layer, int(
+                3 * n_embd * int(hp.get("n_ff_expert", 0)) * n_expert * quant_bits / 8)),
+            ) * n_layer if n_expert else (),
         )
 
 
@@ -136,6 +146,14 @@ _REPACKED_TYPES = {2, 12, 20}  # Q4_0, Q4_K, IQ4_NL (ggml-cpu/repack.cpp)
 # Share of layer bytes held by repacked types, by quant, before a header is read.
 _REPACK_SHARE = {"Q4_0": 1.0, "IQ4_NL": 1.0, "Q4_K_M": 0.6, "Q4_K_S": 0.9, "Q4_K_XL": 0.6,
                  "UD-Q4_K_XL": 0.6, "Q3_K_M": 0.3, "Q5_K_M": 0.0}
+
+
+def _expert_bytes(info: GGUFInfo) -> list[int]:
+    out = [0] * info.block_count
+    for t in info.tensors:
+        if t.layer is not None and 0 <= t.layer < len(out) and "_exps" in t.name:
+            out[t.layer] += t.nbytes
+    return out
 
 
 def _repack_bytes(info: GGUFInfo) -> list[int]:
