@@ -46,7 +46,30 @@ def main(argv: list[str]) -> int:
         from app.self_test import run_self_test
 
         return run_self_test(argv)
+    if argv and not argv[0].startswith("-"):
+        _unknown_command(argv[0], COMMANDS)
+    if not _has_display(argv):
+        print(
+            "gemma-desktop: no display to open the window on (DISPLAY, WAYLAND_DISPLAY and "
+            f"QT_QPA_PLATFORM are unset); use the command line instead: {' | '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
     return run_gui(argv)
+
+
+def _unknown_command(word: str, commands: tuple[str, ...]) -> None:
+    """Exit 2 with argparse's usual message: a bare word is a command, and this one is not."""
+    parser = argparse.ArgumentParser(prog="gemma-desktop")
+    parser.add_argument("command", choices=commands)
+    parser.parse_args([word])
+
+
+def _has_display(argv: list[str]) -> bool:
+    """Whether Qt can open a window; without this check Qt aborts with a core dump."""
+    if not sys.platform.startswith("linux") or "-platform" in argv:
+        return True
+    return any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
 
 
 def run_gui(argv: list[str]) -> int:

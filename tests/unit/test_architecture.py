@@ -27,3 +27,16 @@ def test_lint_is_clean():
     r = subprocess.run([str(BIN / "ruff"), "check", "app", "tests", "benchmarks", "packaging", "main.py"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-4000:]
+
+
+def test_services_import_no_widgets():
+    # Services run work and hold state; drawing belongs to app.ui (import-linter cannot express this).
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "app" / "services").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("PySide6.QtWidgets")]
+    assert not offenders
