@@ -1,4 +1,4 @@
-"""`models list|recommend|download|remove` and `doctor`: the model manager from a terminal."""
+"""`models list|recommend|plan|download|remove` and `doctor`: the model manager from a terminal."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from app.core import paths
 from app.core.catalog import CatalogError, Entry, load_catalog
 from app.core.catalog.catalog import refresh_from_hub
+from app.core.hardware.memory import KV_TYPES, Options
 from app.core.hardware.planner import (
     BADGE_TEXT,
     GIB,
@@ -23,6 +24,9 @@ from app.core.hardware.planner import (
     recommend,
 )
 from app.core.hardware.shapes import cached_shapes, refresh_shapes
+from app.core.hardware.speed import MachineSpeed
+
+HYPOTHETICAL = "hypothetical machine"
 
 
 def _machine(args: argparse.Namespace) -> tuple[Machine, str]:
@@ -33,7 +37,7 @@ def _machine(args: argparse.Namespace) -> tuple[Machine, str]:
 
         ram_gib = args.ram_gib if args.ram_gib is not None else ram_bytes()[0] / GIB
         m = Machine.hypothetical(args.vram_gib or 0.0, ram_gib, args.disk_gib)
-        return m, "hypothetical machine"
+        return m, HYPOTHETICAL
     from app.core.hardware.devices import probe
 
     report = probe()
@@ -48,6 +52,24 @@ def _machine(args: argparse.Namespace) -> tuple[Machine, str]:
     if report.warning:
         print(report.warning, file=sys.stderr)
     return m, report.summary()
+
+
+def _speed(machine: Machine, summary: str) -> MachineSpeed:
+    """This machine's measured speed (cached); a GPU's bandwidth is assumed until measured."""
+    from app.core.hardware.speed import machine_speed, with_hypothetical_gpu
+
+    kind = "igpu" if machine.unified else "gpu"
+    if summary == HYPOTHETICAL:
+        base = machine_speed()
+        return with_hypothetical_gpu(base, machine.gpu_name, kind) if machine.has_gpu else base
+    return machine_speed(((machine.gpu_name or "GPU", kind),) if machine.has_gpu else ())
+
+
+def _settings_floor_kv() -> tuple[float, str]:
+    from app.core.storage.settings import load_settings
+
+    settings, _ = load_settings()
+    return settings.min_decode_tok_s, settings.kv_cache_type
 
 
 def _installed_ids(entries: list[Entry]) -> set[str]:
@@ -67,7 +89,10 @@ def _plan_dict(plan: Plan) -> dict[str, Any]:
         "download_bytes": c.download_bytes if c else 0,
         "approximate": c.shape.approximate if c else True,
         "options": {"flash_attn": plan.options.flash_attn, "swa_full": plan.options.swa_full,
-                    "n_ubatch": plan.options.n_ubatch, "n_batch": plan.options.n_batch},
+                    "n_ubatch": plan.options.n_ubatch, "n_batch": plan.options.n_batch,
+                    "kv_type": plan.options.kv_type},
+        "predicted_decode_tok_s": (round(plan.predicted_decode_tok_s, 1)
+                                   if plan.predicted_decode_tok_s is not None else None),
     }
     if est is not None:
         out["estimate"] = {
@@ -121,22 +146,50 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     entries = catalog.entries(official_only=True)
     installed = _installed_ids(entries)
     machine, summary = _machine(args)
-    plan = recommend(catalog_candidates(catalog, headers=cached_shapes(), installed=installed), machine)
+    floor, kv_type = _settings_floor_kv()
+    floor = args.floor if args.floor is not None else floor
+    plan = recommend(catalog_candidates(catalog, headers=cached_shapes(), installed=installed),
+                     machine, Options(kv_type=kv_type), speed=_speed(machine, summary), floor=floor)
     if args.json:
         data = _plan_dict(plan)
         data["machine"] = summary
+        data["floor_tok_s"] = floor
         if plan.candidate is not None:
             entry = catalog.entry(plan.candidate.model_id)
             data["repo_id"] = entry.repo.repo_id
             data["filename"] = entry.file.filename
             data["mmproj"] = entry.mmproj.filename if entry.mmproj else None
+        data["alternatives"] = [_plan_dict(p) for p in plan.alternatives]
         print(json.dumps(data, indent=1))
     else:
         print(f"Machine: {summary}")
         print(plan.explanation)
         if plan.estimate is not None:
             print(f"Memory: {_gib(plan.estimate.gpu_total)} GPU, {_gib(plan.estimate.cpu_total)} RAM")
+        for p in sorted(plan.alternatives, key=lambda p: -(p.predicted_decode_tok_s or 0)):
+            if p.candidate is not None:
+                print(f"  also weighed: {p.candidate.variant} {p.candidate.quant} "
+                      f"≈ {p.predicted_decode_tok_s or 0:.1f} tok/s")
     return 0 if plan.fits else 1
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from app.cli.models_plan import plan_gguf
+
+    machine, summary = _machine(args)
+    _, kv_type = _settings_floor_kv()
+    data = plan_gguf(Path(args.path), machine, _speed(machine, summary), args.ctx, args.gpu_layers,
+                     args.kv_type or kv_type)
+    data["machine"] = summary
+    if args.json:
+        print(json.dumps(data, indent=1))
+    else:
+        print(f"Machine: {summary}")
+        print(data["explanation"])
+        est = data.get("estimate") or {}
+        print(f"Memory: {_gib(est.get('gpu_bytes', 0))} GPU, {_gib(est.get('cpu_bytes', 0))} RAM; "
+              f"predicted decode ≈ {data['predicted_decode_tok_s']} tok/s")
+    return 0 if data["fits"] else 1
 
 
 def _progress(label: str) -> Any:
@@ -213,6 +266,17 @@ def run_models(argv: list[str]) -> int:
         p.add_argument("--vram-gib", type=float, default=None, help="hypothetical GPU memory")
         p.add_argument("--ram-gib", type=float, default=None, help="hypothetical RAM")
         p.add_argument("--disk-gib", type=float, default=None, help="hypothetical free disk")
+        if name == "recommend":
+            p.add_argument("--floor", type=float, default=None,
+                           help="decode tok/s the pick must reach (default: the setting, 8)")
+    p = sub.add_parser("plan", help="plan a local GGUF on this machine")
+    p.add_argument("path")
+    p.add_argument("--ctx", type=int, default=None, help="context length (default: the plan's)")
+    p.add_argument("--gpu-layers", default="auto", help="auto | all | N (as chat's flag)")
+    p.add_argument("--kv-type", choices=KV_TYPES, default=None)
+    p.add_argument("--json", action="store_true")
+    for flag in ("--vram-gib", "--ram-gib", "--disk-gib"):
+        p.add_argument(flag, type=float, default=None)
     p = sub.add_parser("download")
     p.add_argument("id", help="e.g. E4B-Q4_K_M or owner/repo:Q4_K_M")
     p.add_argument("--no-mmproj", action="store_true", help="skip the image/audio projector")
@@ -222,7 +286,7 @@ def run_models(argv: list[str]) -> int:
                                    "(HTTP ranges, no weights) so plans are exact offline")
     args = parser.parse_args(argv)
     handlers = {"list": _cmd_list, "recommend": _cmd_recommend, "download": _cmd_download,
-                "remove": _cmd_remove, "refresh": _cmd_refresh}
+                "remove": _cmd_remove, "refresh": _cmd_refresh, "plan": _cmd_plan}
     try:
         return handlers[args.action](args)
     except CatalogError as exc:

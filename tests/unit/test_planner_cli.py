@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixtures.gemma4 import synthetic_gemma4
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,13 +24,54 @@ def test_recommend_for_a_hypothetical_machine(private_folders: Path):
                home=private_folders)
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
-    assert plan["model_id"] == "26B-A4B-Q4_K_M" and plan["badge"] == "partial"
-    assert plan["repo_id"] == "ggml-org/gemma-4-26B-A4B-it-GGUF"
-    assert plan["mmproj"] == "mmproj-gemma-4-26B-A4B-it-bf16.gguf"
+    # The pick depends on this machine's measured CPU speed: check the rule, not a name.
+    assert plan["repo_id"] == f"ggml-org/gemma-4-{plan['variant']}-it-GGUF"
+    assert plan["mmproj"] == f"mmproj-gemma-4-{plan['variant']}-it-bf16.gguf"
     assert plan["options"] == {"flash_attn": True, "swa_full": False, "n_ubatch": 512,
-                               "n_batch": 512}
+                               "n_batch": 512, "kv_type": "f16"}
     assert plan["estimate"]["gpu_bytes"] <= 12 * 1024**3
-    assert plan["explanation"].startswith("26B-A4B Q4_K_M, 8k context, ")
+    # The speed-aware pick: the strongest that meets the floor, with what it weighed.
+    assert plan["predicted_decode_tok_s"] >= plan["floor_tok_s"] == 8.0
+    assert plan["explanation"].startswith(f"{plan['variant']} {plan['quant']}: ≈ ")
+    weighed = {(a["variant"], a["quant"]): a["predicted_decode_tok_s"]
+               for a in plan["alternatives"]} | {(plan["variant"], plan["quant"]): 1e9}
+    assert weighed[("E4B", "Q4_K_M")] > weighed[("E4B", "Q8_0")] > 0
+    # Nothing stronger than the pick was predicted to meet the floor.
+    order = ["E2B", "E4B", "26B-A4B", "31B"]
+    quants = ["Q4_K_M", "Q8_0"]
+    mine = (order.index(plan["variant"]), quants.index(plan["quant"]))
+    for (variant, quant), tok_s in weighed.items():
+        if (order.index(variant), quants.index(quant)) > mine:
+            assert tok_s < 8.0, (variant, quant, tok_s)
+    assert plan["model_id"] not in {a["model_id"] for a in plan["alternatives"]}
+
+
+def test_recommend_with_a_floor_nothing_meets_says_it_will_be_slow(private_folders: Path):
+    done = run("models", "recommend", "--ram-gib", "32", "--floor", "100000", "--json",
+               home=private_folders)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    fastest = max(a["predicted_decode_tok_s"] for a in plan["alternatives"])
+    assert plan["predicted_decode_tok_s"] >= fastest
+    assert "will be slow on this machine" in plan["explanation"]
+
+
+def test_plan_a_local_gguf(private_folders: Path):
+    model = synthetic_gemma4()["model"]
+    done = run("models", "plan", str(model), "--ctx", "4096", "--json", "--ram-gib", "8",
+               home=private_folders)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["fits"] and plan["n_ctx"] == 4096 and plan["badge"] == "cpu_only"
+    assert plan["memory"]["gpu"]["total"] == 0 and plan["memory"]["cpu"]["weights"] > 0
+    assert plan["predicted_decode_tok_s"] > 0
+    gpu = json.loads(run("models", "plan", str(model), "--vram-gib", "4", "--ram-gib", "8",
+                         "--gpu-layers", "all", "--json", home=private_folders).stdout)
+    assert gpu["badge"] == "full_gpu" and gpu["layers_on_gpu"] == gpu["n_layer"]
+    assert gpu["memory"]["gpu"]["weights"] > 0
+    assert gpu["predicted_decode_tok_s"] > plan["predicted_decode_tok_s"]
+    tiny = run("models", "plan", str(model), "--ram-gib", "0.5", "--json", home=private_folders)
+    assert tiny.returncode == 1 and not json.loads(tiny.stdout)["fits"]
 
 
 def test_recommend_nothing_fits_exits_non_zero(private_folders: Path):

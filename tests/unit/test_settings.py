@@ -61,6 +61,8 @@ def test_round_trip_every_field() -> None:
         data_dir="/data",
         offline=True,
         recent_models=["/m/a.gguf", "/m/b.gguf"],
+        kv_cache_type="q8_0",
+        min_decode_tok_s=12.0,
     )
     # Every field differs from its default, so the test notices a field that is not saved.
     for item in dataclasses.fields(Settings):

@@ -21,6 +21,9 @@ from app.core.hardware.gguf_info import GGUFInfo
 
 MIB = 1024**2
 F16 = 2
+# Bytes per KV element by cache type (q8_0 packs 32 values with an f16 scale in 34 bytes).
+KV_ELEMENT_BYTES = {"f16": 2.0, "q8_0": 34 / 32}
+KV_TYPES = tuple(KV_ELEMENT_BYTES)
 
 
 def pad(value: int, to: int) -> int:
@@ -175,6 +178,7 @@ class Options:
     flash_attn: bool = True
     swa_full: bool = False
     offload_kqv: bool = True
+    kv_type: str = "f16"  # or "q8_0": llama.cpp's type_k/type_v, about half the bytes
 
 
 @dataclass(frozen=True)
@@ -233,7 +237,7 @@ def kv_bytes_per_layer(shape: ModelShape, n_ctx: int, opts: Options) -> list[int
         cells = swa_cells if shape.swa[il] else full
         k = shape.head_k[il] * shape.n_head_kv[il]
         v = shape.head_v[il] * shape.n_head_kv[il] if opts.flash_attn else v_max
-        out.append(cells * (k + v) * F16)
+        out.append(int(cells * (k + v) * KV_ELEMENT_BYTES.get(opts.kv_type, F16)))
     return out
 
 

@@ -19,14 +19,16 @@ strongest variant first:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.core.hardware.devices import HardwareReport
 from app.core.hardware.memory import MIB, Estimate, ModelShape, Options, estimate
+from app.core.hardware.speed import MachineSpeed, predict_for_estimate
 
 GIB = 1024**3
 CONTEXTS = (32768, 16384, 8192)
 MIN_CONTEXT = 4096
+DEFAULT_FLOOR = 8.0  # tok/s: about reading speed
 GPU_RESERVE = 600 * MIB
 RAM_RESERVE = 1 * GIB
 
@@ -97,6 +99,8 @@ class Plan:
     explanation: str
     estimate: Estimate | None = None
     options: Options = field(default_factory=Options)
+    predicted_decode_tok_s: float | None = None
+    alternatives: tuple[Plan, ...] = ()  # what a speed-aware recommendation weighed
 
     @property
     def n_gpu_layers(self) -> int:
@@ -108,6 +112,11 @@ class Plan:
     @property
     def fits(self) -> bool:
         return self.badge != NO_FIT
+
+
+def fits_machine(est: Estimate, m: Machine) -> bool:
+    """Does this estimate fit the machine's free memory (margins included)?"""
+    return _fits(est, m)
 
 
 def _fits(est: Estimate, m: Machine) -> bool:
@@ -198,9 +207,16 @@ def _acceptable(c: Candidate, g: int, m: Machine) -> bool:
     return c.moe and (g - 1) * 2 >= n
 
 
-def recommend(candidates: Iterable[Candidate], m: Machine, opts: Options | None = None) -> Plan:
-    """The strongest candidate that runs well on this machine, with the reason in one sentence."""
+def recommend(candidates: Iterable[Candidate], m: Machine, opts: Options | None = None,
+              speed: MachineSpeed | None = None, floor: float = DEFAULT_FLOOR) -> Plan:
+    """The strongest candidate that runs well on this machine, with the reason in one sentence.
+
+    With `speed` (this machine's measured figures) the pick is the strongest model and quant
+    whose predicted decode speed meets `floor` tok/s (see `recommend_by_speed`).
+    """
     opts = opts or Options()
+    if speed is not None:
+        return recommend_by_speed(list(candidates), m, speed, opts, floor)
     candidates = list(candidates)
     ranks = sorted({c.rank for c in candidates}, reverse=True)
     for rank in ranks:
@@ -228,6 +244,63 @@ def recommend(candidates: Iterable[Candidate], m: Machine, opts: Options | None 
                 c, MIN_CONTEXT, g, "the only choice that fits; expect it to be slow"), est, opts)
     return Plan(None, 0, 0, NO_FIT, "No Gemma 4 model fits this machine's free memory: close "
                 "other programs or free disk space, then try again.", None, opts)
+
+
+def _best_placement(c: Candidate, m: Machine, opts: Options) -> Plan | None:
+    for want_full in ((True, False) if m.has_gpu else (False,)):
+        if (p := _try(c, m, opts, want_full)) is not None:
+            return p
+    return None
+
+
+def _tok_s(x: float) -> str:
+    return f"≈ {x:.0f} tok/s" if x >= 2 else f"≈ {x:.1f} tok/s"
+
+
+def recommend_by_speed(candidates: list[Candidate], m: Machine, speed: MachineSpeed,
+                       opts: Options, floor: float = DEFAULT_FLOOR) -> Plan:
+    """The strongest model+quant predicted to decode at `floor` tok/s or more; else the fastest.
+
+    Every candidate's best placement is predicted; the pick carries them as `alternatives`.
+    More memory only adds GPU layers (faster) or candidates, so it never gives a weaker pick.
+    """
+    weighed: list[Plan] = []
+    for c in candidates:
+        p = _best_placement(c, m, opts)
+        if p is not None and p.estimate is not None:
+            tok_s = predict_for_estimate(c.shape, p.estimate, speed, opts.kv_type).decode_tok_s
+            weighed.append(replace(p, predicted_decode_tok_s=tok_s))
+    if not weighed:
+        return recommend(candidates, m, opts)  # the last-resort rules and their wording
+
+    def tok(p: Plan) -> float:
+        return p.predicted_decode_tok_s or 0.0
+
+    def strength(p: Plan) -> tuple[int, int, bool]:
+        c = p.candidate
+        assert c is not None
+        return (c.rank, -_quant_key(c.quant), c.installed)
+
+    fast = [p for p in weighed if tok(p) >= floor]
+    if fast:
+        pick = max(fast, key=strength)
+        assert pick.candidate is not None
+        slower = [p for p in weighed if p.candidate is not None and tok(p) < floor
+                  and strength(p) > strength(pick)]
+        why = f"{pick.candidate.variant} {pick.candidate.quant}: {_tok_s(tok(pick))} here"
+        if slower:
+            nxt = min(slower, key=strength)
+            assert nxt.candidate is not None
+            name = (nxt.candidate.quant if nxt.candidate.variant == pick.candidate.variant
+                    else f"{nxt.candidate.variant} {nxt.candidate.quant}")
+            why += f"; {name} would be {_tok_s(tok(nxt))}"
+    else:
+        pick = max(weighed, key=lambda p: (tok(p), strength(p)))
+        assert pick.candidate is not None
+        why = (f"{pick.candidate.variant} {pick.candidate.quant}: {_tok_s(tok(pick))} here, the "
+               f"fastest that fits; it will be slow on this machine (below {floor:.0f} tok/s)")
+    others = tuple(p for p in weighed if p is not pick)
+    return replace(pick, explanation=why, alternatives=others)
 
 
 def _quant_key(quant: str) -> int:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.hardware.memory import Estimate, ModelShape, Options, kv_cells
+from app.core.hardware.memory import KV_ELEMENT_BYTES, Estimate, ModelShape, Options, kv_cells
 
 # llama.cpp decode reaches about this share of a plain copy's bandwidth (measured, see above).
 CPU_BW_EFFICIENCY = 0.6
@@ -37,8 +37,6 @@ GPU_DEFAULT_BW = {"gpu": 200e9, "igpu": 50e9}
 GPU_BW_EFFICIENCY = 0.6
 # Typical conversation length the decode prediction assumes filled in the KV cache.
 TYPICAL_FILL = 2048
-# KV bytes per element by cache type (q8_0: 34 bytes per 32 values).
-KV_ELEMENT_BYTES = {"f16": 2.0, "q8_0": 34 / 32}
 _SCHEMA = 1
 
 
@@ -64,7 +62,7 @@ class MachineSpeed:
     measured_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": _SCHEMA, **asdict(self)}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MachineSpeed:
@@ -79,8 +77,10 @@ class MachineSpeed:
         return max((g.bandwidth for g in self.gpus), default=0.0)
 
 
-def hardware_signature(gpu_names: tuple[str, ...] = (), ram_total: int = 0) -> str:
+def hardware_signature(gpu_names: tuple[str, ...] = ()) -> str:
     """A short hash of what decides the speed: CPU model, core count, RAM size, GPUs."""
+    from app.core.hardware.devices import ram_bytes
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -89,7 +89,7 @@ def hardware_signature(gpu_names: tuple[str, ...] = (), ram_total: int = 0) -> s
                 break
     except OSError:
         pass
-    ram_gib = round(ram_total / 1024**3)
+    ram_gib = round(ram_bytes()[0] / 1024**3)
     text = f"{cpu}|{os.cpu_count()}|{ram_gib}|{'|'.join(sorted(gpu_names))}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -99,13 +99,16 @@ def measure_bandwidth(seconds: float = 0.3, mib: int = 64) -> float:
     import numpy as np
 
     src = np.ones(mib * 1024 * 1024 // 8)
-    dst = np.empty_like(src)
+    dst = np.ones_like(src)  # touched now: page faults must not be timed
     best = 0.0
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    runs = 0
+    # At least a few runs: a busy machine may stretch one copy past the time budget.
+    while runs < 3 or time.perf_counter() < end:
         t = time.perf_counter()
         np.copyto(dst, src)
         best = max(best, 2 * src.nbytes / (time.perf_counter() - t))
+        runs += 1
     return best
 
 
@@ -117,14 +120,16 @@ def measure_core(seconds: float = 0.1) -> tuple[float, float]:
     b = np.ones_like(a)
     best = 0.0
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    runs = 0
+    while runs < 3 or time.perf_counter() < end:
         t = time.perf_counter()
         float(np.dot(a, b))
         best = max(best, 2 * a.nbytes / (time.perf_counter() - t))
+        runs += 1
     return best, best / 4  # two floats (8 bytes) give two FLOPs
 
 
-def measure(gpus: tuple[tuple[str, str], ...] = (), ram_total: int = 0,
+def measure(gpus: tuple[tuple[str, str], ...] = (),
             cpu_threads: int | None = None) -> MachineSpeed:
     """Measure this machine now; `gpus` are (name, kind) of the devices llama.cpp can use.
 
@@ -135,7 +140,7 @@ def measure(gpus: tuple[tuple[str, str], ...] = (), ram_total: int = 0,
     bw = measure_bandwidth()
     rate, flops = measure_core()
     gpu_speeds = tuple(GpuSpeed(n, GPU_DEFAULT_BW.get(k, GPU_DEFAULT_BW["gpu"])) for n, k in gpus)
-    return MachineSpeed(hardware_signature(tuple(n for n, _ in gpus), ram_total), bw, rate,
+    return MachineSpeed(hardware_signature(tuple(n for n, _ in gpus)), bw, rate,
                         flops, cpu_threads or default_threads(), gpu_speeds, time.time())
 
 
@@ -145,26 +150,37 @@ def cache_path() -> Path:
     return cache_dir() / "machine_speed.json"
 
 
-def machine_speed(gpus: tuple[tuple[str, str], ...] = (), ram_total: int = 0,
+def machine_speed(gpus: tuple[tuple[str, str], ...] = (),
                   path: Path | None = None) -> MachineSpeed:
     """The cached figures if they belong to this hardware, else a fresh measurement (cached)."""
     path = path or cache_path()
-    sig = hardware_signature(tuple(n for n, _ in gpus), ram_total)
+    sig = hardware_signature(tuple(n for n, _ in gpus))
+    known: dict[str, Any] = {}
     try:
         data = json.loads(path.read_text())
-        if data.get("schema") == _SCHEMA and data.get("signature") == sig:
-            return MachineSpeed.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    speed = measure(gpus, ram_total)
+        if data.get("schema") == _SCHEMA:
+            known = dict(data.get("machines", {}))
+            if sig in known:
+                return MachineSpeed.from_dict(known[sig])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        known = {}
+    speed = measure(gpus)
+    known[sig] = speed.to_dict()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(speed.to_dict()))
+        tmp.write_text(json.dumps({"schema": _SCHEMA, "machines": known}))
         os.replace(tmp, path)
     except OSError:
         pass  # an unwritable cache only costs another 0.4 s next time
     return speed
+
+
+def with_hypothetical_gpu(speed: MachineSpeed, name: str, kind: str = "gpu") -> MachineSpeed:
+    """This machine's CPU figures plus an assumed GPU (for `--vram-gib` what-ifs)."""
+    from dataclasses import replace
+
+    return replace(speed, gpus=(GpuSpeed(name, GPU_DEFAULT_BW.get(kind, GPU_DEFAULT_BW["gpu"])),))
 
 
 @dataclass(frozen=True)
@@ -235,12 +251,13 @@ def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layer
     else:
         cpu += out
     cpu_rate = min(CPU_BW_EFFICIENCY * speed.bandwidth, threads * CORE_EFFICIENCY * speed.core_rate)
-    overhead = (shape.n_vocab * ROW_BYTES + n * LAYER_BYTES) / cpu_rate
-    seconds = cpu / cpu_rate + overhead
+    gpu_rate = speed.gpu_bandwidth() * GPU_BW_EFFICIENCY
+    # The output layer's per-row work runs where the output layer is.
+    rows = shape.n_vocab * ROW_BYTES
+    seconds = (cpu + (0 if g >= 1 else rows) + (first_gpu if g else n) * LAYER_BYTES) / cpu_rate
     notes: list[str] = []
     if gpu:
-        gpu_bw = speed.gpu_bandwidth() * GPU_BW_EFFICIENCY
-        seconds += gpu / gpu_bw
+        seconds += (gpu + rows) / gpu_rate
         if not any(x.measured for x in speed.gpus):
             notes.append("GPU bandwidth assumed, not measured")
         if g <= n:

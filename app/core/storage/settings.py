@@ -81,6 +81,8 @@ class Settings:
     data_dir: str | None = None
     offline: bool = False
     recent_models: list[str] = field(default_factory=list)
+    kv_cache_type: str = "f16"  # f16 | q8_0 (about half the KV memory)
+    min_decode_tok_s: float = 8.0  # the recommendation's speed floor (about reading speed)
 
     def copy(self) -> Settings:
         """An independent copy (lists included) for editing."""
@@ -120,6 +122,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def _valid(name: str, value: Any) -> bool:
     if name == "theme":
         return value in THEMES
+    if name == "kv_cache_type":
+        return value in ("f16", "q8_0")
     if name == "preset":
         return value in PRESETS or value == "Custom"
     if name in ("n_ctx", "max_tokens", "image_detail") and value <= 0:
