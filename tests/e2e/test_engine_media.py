@@ -12,11 +12,14 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from app.core.engine.host_process import HostProcess
+from app.core.engine.blocking import BlockingEngine
+from app.core.engine.messages import LoadModel
+from app.core.engine.prompt_cache import MIN_CHUNK
+from app.core.engine.records import EngineError, GenerationStats, SamplingParams
 from tests.fixtures.gemma4 import synthetic_gemma4
 
 ROOT = Path(__file__).resolve().parents[2]
-PARAMS = {"temperature": 0.0, "max_tokens": 6}
+PARAMS = SamplingParams(temperature=0.0, max_tokens=6)
 
 
 @pytest.fixture(scope="module")
@@ -37,71 +40,54 @@ def media_files(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture()
 def host(gemma4):
-    h = HostProcess()
-    h.start()
-    h.wait_for("ready", 60)
-    h.send({"op": "load", "path": str(gemma4["model"]), "mmproj": str(gemma4["mmproj"]), "n_ctx": 4096, "n_threads": 2})
-    loaded = h.wait_for("loaded", 120)
-    assert loaded["ev"] == "loaded", loaded
-    assert loaded["info"]["supports_vision"] and loaded["info"]["supports_audio"]
-    yield h
-    h.stop()
+    with BlockingEngine() as engine:
+        engine.start()
+        info = engine.load(LoadModel(str(gemma4["model"]), str(gemma4["mmproj"]), n_ctx=4096, n_threads=2))
+        assert info.supports_vision and info.supports_audio
+        yield engine
 
 
-def _run(h: HostProcess, req_id: int, messages: list[dict], **extra) -> dict:
-    h.send({"op": "generate", "id": req_id, "messages": messages, "enable_thinking": False, "params": PARAMS, **extra})
-    while True:
-        events = h.read_events(1.0)
-        assert events is not None, h.stderr_tail()
-        for e in events:
-            if e["ev"] in ("done", "error"):
-                return e
-
-
-def _count(h: HostProcess, messages: list[dict]) -> int:
-    h.send({"op": "count_tokens", "id": 99, "messages": messages})
-    return h.wait_for("tokens", 30)["count"]
+def _run(engine: BlockingEngine, messages: list[dict]) -> GenerationStats:
+    reply = engine.generate(messages, False, PARAMS)
+    assert reply.stats is not None
+    return reply.stats
 
 
 def test_image_and_audio_reach_the_model_and_the_cache_is_reused(host, media_files):
-    text_only = [{"role": "user", "content": "Describe this."}]
-    n_text = _count(host, text_only)
+    n_text = host.count_tokens([{"role": "user", "content": "Describe this."}])
     with_media = [{"role": "user", "content": [
         {"type": "image", "path": str(media_files["image"])},
         {"type": "audio", "path": str(media_files["audio"])},
         {"type": "text", "text": "Describe this."},
     ]}]
-    done = _run(host, 1, with_media)
-    assert done["ev"] == "done", done
-    stats = done["stats"]
+    stats = _run(host, with_media)
     # 1.5 s of 16 kHz audio is 38 tokens; a 160x120 image at least 70; plus their begin/end markers.
-    assert stats["prompt_tokens"] >= n_text + 70 + 38
-    assert stats["completion_tokens"] > 0
-    # A follow-up about the same picture: nothing before the new turn is encoded again.
-    follow = [*with_media, {"role": "assistant", "content": "Noted."}, {"role": "user", "content": "And now?"}]
-    done2 = _run(host, 2, follow)
-    assert done2["ev"] == "done", done2
-    assert done2["stats"]["cached_tokens"] >= stats["prompt_tokens"] - 8, (stats, done2["stats"])
+    assert stats.prompt_tokens >= n_text + 70 + 38
+    assert stats.completion_tokens > 0
+    # A follow-up about the same picture: the picture and the clip are not encoded again (only
+    # the short text after them, which a fresh context would decode in one batch with the rest).
+    follow = [*with_media, {"role": "assistant", "content": "Noted."},
+              {"role": "user", "content": "And now, what do you see and hear in all of this?"}]
+    stats2 = _run(host, follow)
+    assert stats2.cached_tokens >= stats.prompt_tokens - MIN_CHUNK, (stats, stats2)
 
 
 def test_broken_image_is_refused_by_name(host, tmp_path):
     bad = tmp_path / "holiday.jpg"
     bad.write_text("not really a picture")
-    ev = _run(host, 3, [{"role": "user", "content": [{"type": "image", "path": str(bad)}, {"type": "text", "text": "hi"}]}])
-    assert ev["ev"] == "error" and ev["kind"] == "input"
-    assert "holiday.jpg" in ev["message"]
-    assert _run(host, 4, [{"role": "user", "content": "still there?"}])["ev"] == "done"
+    with pytest.raises(EngineError) as err:
+        _run(host, [{"role": "user", "content": [{"type": "image", "path": str(bad)}, {"type": "text", "text": "hi"}]}])
+    assert err.value.kind == "input" and "holiday.jpg" in err.value.message
+    assert _run(host, [{"role": "user", "content": "still there?"}]).completion_tokens > 0
 
 
 def test_model_without_projector_explains(gemma4, media_files):
-    h = HostProcess()
-    h.start()
-    h.wait_for("ready", 60)
-    h.send({"op": "load", "path": str(gemma4["model"]), "n_ctx": 2048, "n_threads": 2})
-    assert h.wait_for("loaded", 120)["ev"] == "loaded"
-    ev = _run(h, 1, [{"role": "user", "content": [{"type": "image", "path": str(media_files["image"])}, {"type": "text", "text": "x"}]}])
-    h.stop()
-    assert ev["ev"] == "error" and "projector" in ev["message"]
+    with BlockingEngine() as engine:
+        engine.start()
+        engine.load(LoadModel(str(gemma4["model"]), n_ctx=2048, n_threads=2))
+        with pytest.raises(EngineError) as err:
+            _run(engine, [{"role": "user", "content": [{"type": "image", "path": str(media_files["image"])}, {"type": "text", "text": "x"}]}])
+    assert "projector" in err.value.message
 
 
 def test_cli_image_and_audio(gemma4, media_files):

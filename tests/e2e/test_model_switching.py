@@ -8,6 +8,7 @@ A switch to a truncated GGUF brings the previous model back. The same through th
 from __future__ import annotations
 
 import gc
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def _switch(qtbot, switcher: ModelSwitcher, path: Path) -> dict:
 def _answers(qtbot, client: EngineClient) -> dict:
     with qtbot.waitSignal(client.sig_finished, timeout=60_000) as done:
         client.generate_raw("Hello", {"temperature": 0.0, "max_tokens": 3})
-    return done.args[0]
+    return asdict(done.args[0].stats)
 
 
 def test_switch_back_and_forth_ten_times(qtbot, client, model_270m, gemma4_model):

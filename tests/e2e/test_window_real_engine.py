@@ -65,8 +65,10 @@ def test_killed_engine_keeps_the_conversation_and_restarts(qtbot, window):
     win.controller._params = lambda *a: {**monkey_params(*a), "grammar": None, "max_tokens": 4000}
     with qtbot.waitSignal(win._client.sig_engine_crashed, timeout=60_000):
         win.composer._send()
-        qtbot.wait(500)
-        win._client.kill_host_for_test()
+        qtbot.waitUntil(lambda: win._client.reply is not None
+                        and (win._client.reply.answer or win._client.reply.thinking) != "",
+                        timeout=60_000)
+        win._client.kill_host()
     assert win.banner.isVisible()
     assert win.banner.action_key == "restart"
     stored = win.controller._store.thread(win.controller.conversation_id)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QWidget
+
+from app.core.engine.records import GenerationStats, ModelInfo, Reply
 
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "screenshots"
 STATES = ("empty", "streaming", "answer", "crashed")
@@ -50,9 +52,9 @@ class FakeEngineClient(QObject):
     sig_load_progress = Signal(float)
     sig_loaded = Signal(dict)
     sig_load_failed = Signal(str)
-    sig_delta = Signal(str, str)
-    sig_finished = Signal(dict)
-    sig_failed = Signal(str)
+    sig_delta = Signal(int, str, str)
+    sig_finished = Signal(object)
+    sig_failed = Signal(int, str)
     sig_engine_crashed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -62,31 +64,41 @@ class FakeEngineClient(QObject):
         self.loads: list[tuple[str, dict[str, Any]]] = []
         self.stop_calls = 0
         self.restart_calls = 0
-        self._busy = False
+        self.reply: Reply | None = None
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        return self.reply is not None
+
+    @property
+    def model(self) -> ModelInfo | None:
+        if self.model_info is None:
+            return None
+        known = {f.name for f in fields(ModelInfo)}
+        base = {"n_ctx_train": 131072, "n_layers": 1, "size_bytes": 1, "n_gpu_layers": -1}
+        return ModelInfo(**{**base, **{k: v for k, v in self.model_info.items() if k in known}})
 
     def load_model(self, path: str, **kwargs: Any) -> None:
         self.loads.append((path, kwargs))
 
     def generate(self, messages: list[dict[str, Any]], enable_thinking: bool,
                  params: dict[str, Any]) -> int:
+        if self.reply is not None:
+            raise RuntimeError("an answer is still being written")
         self.generate_calls.append((messages, enable_thinking, params))
-        self._busy = True
-        return len(self.generate_calls)
+        self.reply = Reply(len(self.generate_calls))
+        return self.reply.id
 
-    def stop(self) -> None:
+    def stop(self, req_id: int | None = None) -> None:
         self.stop_calls += 1
-        if self._busy:  # like the host: the stop is confirmed by a "done" with stopped=True
+        if self.reply is not None:  # like the host: the stop is confirmed by a "done" with stopped=True
             QTimer.singleShot(0, self, lambda: self.finish(stopped=True))
 
     def restart(self) -> None:
         self.restart_calls += 1
 
     def shutdown(self) -> None:
-        self._busy = False
+        self.reply = None
 
     # ---- driving ----------------------------------------------------------------------------
 
@@ -95,17 +107,24 @@ class FakeEngineClient(QObject):
         self.sig_loaded.emit(self.model_info)
 
     def delta(self, kind: str, text: str) -> None:
-        self.sig_delta.emit(kind, text)
+        if self.reply is not None:
+            self.reply.add(kind, text)
+            self.sig_delta.emit(self.reply.id, kind, text)
 
     def finish(self, **overrides: Any) -> None:
-        if not self._busy:
+        reply, self.reply = self.reply, None
+        if reply is None:
             return
-        self._busy = False
-        self.sig_finished.emit({**STATS, **overrides})
+        reply.stats = GenerationStats(**{**STATS, **overrides})
+        self.sig_finished.emit(reply)
+
+    def fail(self, message: str) -> None:
+        reply, self.reply = self.reply, None
+        self.sig_failed.emit(reply.id if reply is not None else 0, message)
 
     def crash(self, message: str = "The engine was killed by SIGKILL while it was working. "
                                    "Your conversation is saved.\n\nggml: fatal error") -> None:
-        self._busy = False
+        self.reply = None
         self.model_info = None
         self.sig_engine_crashed.emit(message)
 

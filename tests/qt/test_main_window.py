@@ -159,7 +159,7 @@ def test_load_failure_and_generation_failure_are_shown(qtbot, env) -> None:
     assert window.banner.isHidden()
     _send(qtbot, window, "x " * 20)
     client._busy = False
-    client.sig_failed.emit("The prompt is longer than the context (9,000 > 8,192 tokens).")
+    client.fail("The prompt is longer than the context (9,000 > 8,192 tokens).")
     message = window.chat_view.last_assistant()
     assert message.status == "error" and "longer than the context" in message.error_label.text()
     conversation = store.list_conversations()[0]

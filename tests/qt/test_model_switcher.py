@@ -19,6 +19,7 @@ def client(qtbot):
     c = EngineClient()
     yield c
     c.shutdown()
+    assert c.wait_closed()
 
 
 def _alive(pid: int) -> bool:
@@ -42,10 +43,10 @@ def _switch(qtbot, switcher: ModelSwitcher, path: Path, **kw) -> dict:
     return done.args[0]
 
 
-def _generate(qtbot, client: EngineClient, tokens: int = 4) -> dict:
+def _generate(qtbot, client: EngineClient, tokens: int = 4) -> int:
     with qtbot.waitSignal(client.sig_finished, timeout=60_000) as done:
         client.generate_raw("The capital of France is", {"temperature": 0.0, "max_tokens": tokens})
-    return done.args[0]
+    return int(done.args[0].stats.completion_tokens)
 
 
 def test_switch_loads_in_a_fresh_host_and_the_old_one_exits(qtbot, client, model_270m, tmp_path):
@@ -63,7 +64,7 @@ def test_switch_loads_in_a_fresh_host_and_the_old_one_exits(qtbot, client, model
     assert client.host_pid != first
     assert not _alive(first)
     assert switcher.current is not None and switcher.current.path == str(copy)
-    assert _generate(qtbot, client)["completion_tokens"] == 4
+    assert _generate(qtbot, client) == 4
 
 
 def test_failed_switch_brings_the_previous_model_back(qtbot, client, model_270m, tmp_path):
@@ -81,7 +82,24 @@ def test_failed_switch_brings_the_previous_model_back(qtbot, client, model_270m,
     assert not switcher.switching
     assert client.model_info is not None and client.model_info["path"] == str(model_270m)
     assert switcher.current.path == str(model_270m)
-    assert _generate(qtbot, client)["completion_tokens"] == 4
+    assert _generate(qtbot, client) == 4
+
+
+def test_failed_switch_brings_the_previous_model_back_with_its_projector(qtbot, client, tmp_path,
+                                                                         model_270m):
+    from tests.fixtures.gemma4 import synthetic_gemma4
+
+    g = synthetic_gemma4()
+    # Loaded at start-up, not through the switcher: the switcher learns it from the client.
+    with qtbot.waitSignal(client.sig_loaded, timeout=LOAD_MS):
+        client.load_model(str(g["model"]), mmproj=str(g["mmproj"]), n_ctx=1024, n_threads=2)
+    assert client.model is not None and client.model.supports_vision
+    switcher = ModelSwitcher(client)
+    with qtbot.waitSignal(switcher.sig_failed, timeout=LOAD_MS):
+        assert switcher.switch(str(_truncated(model_270m, tmp_path)), n_ctx=512, n_threads=2)
+    assert client.model is not None and client.model.path == str(g["model"])
+    assert client.model.mmproj == str(g["mmproj"])
+    assert client.model.supports_vision and client.model.supports_audio
 
 
 def test_failed_first_load_says_what_to_do(qtbot, client, tmp_path, model_270m):
@@ -96,7 +114,7 @@ def test_switch_during_an_answer_asks_first(qtbot, client, model_270m, tmp_path)
     switcher = ModelSwitcher(client)
     _switch(qtbot, switcher, model_270m)
     pieces: list[str] = []
-    client.sig_delta.connect(lambda kind, text: pieces.append(text))
+    client.sig_delta.connect(lambda _id, kind, text: pieces.append(text))
     client.generate_raw("Once upon a time", {"max_tokens": 5000})
     qtbot.waitUntil(lambda: len(pieces) >= 2, timeout=30_000)
     asked: list[bool] = []
