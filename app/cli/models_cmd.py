@@ -104,28 +104,42 @@ def _plan_dict(plan: Plan) -> dict[str, Any]:
     return out
 
 
+def _tok_text(tok_s: object) -> str:
+    return f"≈ {tok_s} tok/s" if isinstance(tok_s, float) else ""
+
+
 def _gib(n: int) -> str:
     return f"{n / GIB:.1f} GB"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from app.core.hardware.speed import predict_for_estimate
+
     catalog = load_catalog()
     entries = catalog.entries()
     installed = _installed_ids(entries)
     machine, summary = _machine(args)
+    floor, kv_type = _settings_floor_kv()
+    opts = Options(kv_type=kv_type)
+    speed = _speed(machine, summary)
     cands = {c.model_id: c for c in catalog_candidates(catalog, headers=cached_shapes(),
                                                         installed=installed, official_only=False)}
-    best = recommend(cands.values(), machine)
+    usable = {e.id for e in catalog.entries(official_only=True)}
+    best = recommend([c for c in cands.values() if c.model_id in usable], machine, opts,
+                     speed=speed, floor=floor)
     rows = []
     for e in entries:
-        plan = fit(cands[e.id], machine, 8192)
+        plan = fit(cands[e.id], machine, 8192, opts)
         need = plan.estimate.total if plan.estimate else 0
+        tok_s = (predict_for_estimate(cands[e.id].shape, plan.estimate, speed, kv_type).decode_tok_s
+                 if plan.estimate is not None and plan.fits else None)
         rows.append({
             "id": e.id, "variant": e.variant.id, "quant": e.quant, "repo_id": e.repo.repo_id,
             "filename": e.file.filename, "size": e.file.size,
             "mmproj": e.mmproj.filename if e.mmproj else None,
             "inputs": list(e.variant.inputs), "installed": e.id in installed,
-            "memory_bytes_8k": need, "badge": plan.badge,
+            "memory_bytes_8k": need, "badge": plan.badge, "verified": e.repo.verified,
+            "predicted_decode_tok_s": round(tok_s, 1) if tok_s is not None else None,
             "recommended": best.candidate is not None and best.candidate.model_id == e.id,
         })
     if args.json:
@@ -136,7 +150,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         mark = "*" if r["recommended"] else " "
         have = "installed" if r["installed"] else ""
         print(f"{mark} {r['id']:<18} {r['size'] / GIB:6.1f} GB file  "
-              f"{r['memory_bytes_8k'] / GIB:6.1f} GB at 8k  {BADGE_TEXT[r['badge']]:<17} {have}")
+              f"{r['memory_bytes_8k'] / GIB:6.1f} GB at 8k  {BADGE_TEXT[str(r['badge'])]:<17} "
+              f"{_tok_text(r['predicted_decode_tok_s']):<14} {have}")
     print("* recommended")
     return 0
 

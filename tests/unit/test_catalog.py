@@ -23,9 +23,9 @@ from app.core.download.hub import HubClient
 from tests.fixtures.hub_server import LocalHub, local_hub  # noqa: F401
 
 
-def test_four_sizes_official_repos_first_with_documented_sizes():
+def test_five_sizes_official_repos_first_with_documented_sizes():
     c = builtin_catalog()
-    assert [v.id for v in c.variants] == ["E2B", "E4B", "26B-A4B", "31B"]
+    assert [v.id for v in c.variants] == ["E2B", "E4B", "12B", "26B-A4B", "31B"]
     for v in c.variants:
         assert v.repos[0].official and v.repos[0].repo_id == f"ggml-org/gemma-4-{v.id}-it-GGUF"
         assert v.repos[0].mmproj, f"{v.id} has no projector"
@@ -35,6 +35,37 @@ def test_four_sizes_official_repos_first_with_documented_sizes():
     assert c.variant("E2B").inputs == ("text", "image", "audio")
     assert "audio" not in c.variant("26B-A4B").inputs
     assert c.variant("31B").max_context == 262_144
+
+
+def test_12b_unified_qat_q4_community_and_drafts_listed_but_unverified_not_recommended():
+    c = builtin_catalog()
+    twelve = c.variant("12B")
+    assert twelve.inputs == ("text", "image", "audio")
+    assert twelve.projector_types == ("gemma4uv", "gemma4ua")
+    assert twelve.drafts and all(not d.verified for d in twelve.drafts)
+    # Every size has a Q4-class file somewhere, and a QAT build from Google.
+    for v in c.variants:
+        quants = {f.quant for r in v.repos for f in r.files}
+        assert quants & {"Q4_K_M", "Q4_0"}, v.id
+        assert any(r.repo_id.startswith("google/") and "qat" in r.repo_id for r in v.repos), v.id
+    # Guessed file names are listed (the manager shows them) but never recommended.
+    unverified = [r for v in c.variants for r in v.repos if not r.verified]
+    assert unverified and all("unverified" in r.note for r in unverified)
+    recommendable = {e.id for e in c.entries(official_only=True)}
+    assert "12B-Q4_K_M" not in recommendable and "E4B-Q4_K_M" in recommendable
+    assert "12B-Q4_K_M" in {e.id for e in c.entries()}
+
+
+def test_a_hub_listing_verifies_a_curated_repo(local_hub: LocalHub, tmp_path: Path):  # noqa: F811
+    local_hub.add_repo("unsloth/gemma-4-E2B-it-GGUF", {
+        "gemma-4-E2B-it-Q4_K_M.gguf": b"GGUF" + b"\0" * 700,
+        "mmproj-BF16.gguf": b"GGUF" + b"\0" * 100,
+    })
+    store = ModelStore(tmp_path / "models", Downloader(HubClient(local_hub.endpoint)))
+    c = refresh_from_hub(store.list_remote_files)
+    entry = c.entry("unsloth/gemma-4-E2B-it-GGUF:Q4_K_M")
+    assert entry.repo.verified and entry.repo.curated and entry.file.size == 704
+    assert entry.id in {e.id for e in c.entries(official_only=True)}
 
 
 def test_lookups_and_clear_errors():
@@ -78,7 +109,7 @@ def test_user_repo_is_stored_in_the_config_folder_and_listed_after_official():
     assert stored["repos"][0]["repo"]["repo_id"] == "unsloth/gemma-4-E4B-it-GGUF"
     c = load_catalog()
     repos = c.variant("E4B").repos
-    assert repos[0].official and repos[1].repo_id == "unsloth/gemma-4-E4B-it-GGUF"
+    assert repos[0].official and repos[-1].repo_id == "unsloth/gemma-4-E4B-it-GGUF"
     entry = c.entry("unsloth/gemma-4-E4B-it-GGUF:UD-Q4_K_XL")
     assert entry.mmproj is not None and entry.mmproj.filename == "mmproj-F16.gguf"
     with pytest.raises(CatalogError, match="owner/name"):

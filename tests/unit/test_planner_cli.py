@@ -85,10 +85,16 @@ def test_list_shows_every_entry_with_a_badge(private_folders: Path):
                home=private_folders)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["models"]
-    assert [r["id"] for r in rows][:3] == ["E2B-Q8_0", "E4B-Q8_0", "E4B-Q4_K_M"]
+    official = [r["id"] for r in rows if "/" not in r["id"]]
+    assert official[:3] == ["E2B-Q8_0", "E4B-Q8_0", "E4B-Q4_K_M"]
     by_id = {r["id"]: r for r in rows}
-    assert by_id["31B-Q4_K_M"]["recommended"] and by_id["31B-Q4_K_M"]["badge"] == "full_gpu"
+    assert by_id["31B-Q4_K_M"]["badge"] == "full_gpu"
     assert by_id["31B-Q8_0"]["badge"] == "partial"
+    assert by_id["E4B-Q4_K_M"]["predicted_decode_tok_s"] > by_id["E4B-Q8_0"]["predicted_decode_tok_s"]
+    # One pick, and never a repo whose files are guesses.
+    picked = [r for r in rows if r["recommended"]]
+    assert len(picked) == 1 and picked[0]["verified"]
+    assert not by_id["12B-Q4_K_M"]["verified"]
     assert not any(r["installed"] for r in rows)
 
 

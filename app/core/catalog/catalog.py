@@ -64,6 +64,15 @@ class Repo:
     files: tuple[FileEntry, ...]
     mmproj: tuple[FileEntry, ...]
     revision: str = "main"
+    # False: found in public listings, file names/sizes guessed until a Hub refresh lists it.
+    verified: bool = True
+    curated: bool = False  # a community repo we ship, which the recommendation may use
+    note: str = ""
+
+    @property
+    def recommendable(self) -> bool:
+        """Shipped (official or curated) and its files confirmed by a listing."""
+        return (self.official or self.curated) and self.verified
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class Variant:
     moe: bool
     hparams: dict[str, Any]
     repos: tuple[Repo, ...]
+    drafts: tuple[Repo, ...] = ()  # MTP assistant drafts: listed only, not used yet
+    projector_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,9 @@ def _files(items: Iterable[dict[str, Any]]) -> tuple[FileEntry, ...]:
 def _repo(data: dict[str, Any]) -> Repo:
     return Repo(repo_id=str(data["repo_id"]), official=bool(data.get("official", False)),
                 files=_files(data.get("files", ())), mmproj=_files(data.get("mmproj", ())),
-                revision=str(data.get("revision", "main")))
+                revision=str(data.get("revision", "main")),
+                verified=bool(data.get("verified", True)), curated=bool(data.get("curated", False)),
+                note=str(data.get("note", "")))
 
 
 def _repo_dict(repo: Repo) -> dict[str, Any]:
@@ -144,6 +157,7 @@ def _repo_dict(repo: Repo) -> dict[str, Any]:
                 "approximate": e.approximate}
 
     return {"repo_id": repo.repo_id, "official": repo.official, "revision": repo.revision,
+            "verified": repo.verified, "curated": repo.curated, "note": repo.note,
             "files": [f(e) for e in repo.files], "mmproj": [f(e) for e in repo.mmproj]}
 
 
@@ -211,7 +225,7 @@ class Catalog:
         out: list[Entry] = []
         for v in self.variants:
             for r in v.repos:
-                if official_only and not r.official:
+                if official_only and not r.recommendable:
                     continue
                 out.extend(Entry(v, r, f) for f in sorted(r.files, key=lambda f: quant_rank(f.quant)))
         return out
@@ -260,6 +274,8 @@ def _variant(data: dict[str, Any]) -> Variant:
         inputs=tuple(data["inputs"]), max_context=int(data["max_context"]),
         moe=bool(data.get("moe", False)), hparams=dict(data["hparams"]),
         repos=tuple(_repo(r) for r in data["repos"]),
+        drafts=tuple(_repo(r) for r in data.get("drafts", ())),
+        projector_types=tuple(data.get("projector_types", ())),
     )
 
 
@@ -295,7 +311,10 @@ def _merge_listing(catalog: Catalog, variant_id: str, listed: Repo) -> Catalog:
         return catalog
     current = next((r for r in variant.repos if r.repo_id.lower() == listed.repo_id.lower()), None)
     official = current.official if current else listed.official
-    return catalog.with_repo(variant_id, replace(listed, official=official))
+    curated = current.curated if current else listed.curated
+    # A listing from the Hub confirms the files: the repo is verified from now on.
+    return catalog.with_repo(variant_id, replace(listed, official=official, curated=curated,
+                                                 verified=True))
 
 
 def add_user_repo(variant_id: str, repo_id: str, listing: Iterable[Any] = ()) -> Catalog:
@@ -340,7 +359,7 @@ def refresh_from_hub(list_remote_files: ListRemote | None = None) -> Catalog:
             except Exception as exc:  # noqa: BLE001 - one failing repo must not stop the others
                 errors.append(f"{repo.repo_id}: {exc}")
                 continue
-            listed = replace(repo, files=models, mmproj=projectors)
+            listed = replace(repo, files=models, mmproj=projectors, verified=True)
             cached[repo.repo_id.lower()] = {"variant": variant.id, "repo": _repo_dict(listed)}
     cache["repos"] = list(cached.values())
     cache["errors"] = errors
