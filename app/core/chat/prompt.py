@@ -19,6 +19,7 @@ import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from app.core.chat.thinking import strip_thinking
+from app.core.chat.tool_calls import decode_arguments
 
 Message = Mapping[str, Any]
 
@@ -59,11 +60,12 @@ def _compile(chat_template: str) -> jinja2.Template:
     return env.from_string(chat_template)
 
 
+_REASONING_KEYS = ("thinking", "reasoning_content", "reasoning")
+
+
 def _without_thinking(message: Message) -> dict[str, Any]:
     """Copy of an assistant message with its thinking removed (earlier turns send answers only)."""
-    clean = {
-        k: v for k, v in message.items() if k not in ("thinking", "reasoning_content", "reasoning")
-    }
+    clean = {k: v for k, v in message.items() if k not in _REASONING_KEYS}
     content = clean.get("content")
     if isinstance(content, str):
         clean["content"] = strip_thinking(content)
@@ -75,6 +77,73 @@ def _without_thinking(message: Message) -> dict[str, Any]:
             for part in content
         ]
     return clean
+
+
+def _prepare_assistant(message: Message, *, keep_reasoning: bool) -> dict[str, Any]:
+    """Answer-only copy; tool-call turns after the last user turn keep their reasoning."""
+    clean = _without_thinking(message)
+    calls = message.get("tool_calls")
+    if not calls:
+        return clean
+    clean["tool_calls"] = [
+        {
+            **call,
+            "function": {
+                **call["function"],
+                "arguments": decode_arguments(call["function"].get("arguments")),
+            },
+        }
+        for call in calls
+    ]
+    if keep_reasoning:
+        reasoning = next((message[k] for k in _REASONING_KEYS if message.get(k)), None)
+        if reasoning:
+            # The template reads reasoning_content/reasoning; the app stores "thinking".
+            clean["reasoning_content"] = str(reasoning)
+    return clean
+
+
+def _attach_object_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Move tool results that are objects onto their call message as ``tool_responses``.
+
+    The template's role-"tool" path only takes text (a dict there is read as a list of
+    parts); its ``tool_responses`` path writes an object's own keys, as the format wants.
+    """
+    out: list[dict[str, Any]] = []
+    i = 0
+    while i < len(messages):
+        message = messages[i]
+        j = i + 1
+        while j < len(messages) and messages[j].get("role") == "tool":
+            j += 1
+        followers = messages[i + 1 : j]
+        if (
+            message.get("role") == "assistant"
+            and message.get("tool_calls")
+            and any(isinstance(f.get("content"), Mapping) for f in followers)
+        ):
+            names = {c.get("id"): c["function"]["name"] for c in message["tool_calls"]}
+            responses = [
+                {
+                    "name": names.get(f.get("tool_call_id"), f.get("name") or "unknown"),
+                    "response": _tool_body(f.get("content")),
+                }
+                for f in followers
+            ]
+            out.append({**message, "tool_responses": responses})
+            i = j
+            continue
+        out.append(message)
+        i += 1
+    return out
+
+
+def _tool_body(content: Any) -> Any:
+    if isinstance(content, (Mapping, str)):
+        return content
+    if isinstance(content, Sequence):
+        return "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    return content
 
 
 def render_prompt(
@@ -89,10 +158,21 @@ def render_prompt(
 ) -> str:
     """Render messages with the model's chat template; raise ChatTemplateError on failure.
 
-    messages: {"role": "system"|"user"|"assistant", "content": str | list of parts}, parts
-    being {"type": "text", "text": …}, {"type": "image", …} or {"type": "audio", …}.
+    messages: {"role": "system"|"user"|"assistant"|"tool", "content": str | list of parts},
+    parts being {"type": "text", "text": …}, {"type": "image", …} or {"type": "audio", …}.
+    Assistant messages may carry OpenAI ``tool_calls`` (``arguments`` a dict or JSON string)
+    and their reasoning ("thinking"), kept only for tool-call turns after the last user turn.
+    A "tool" message's content may be a dict: it renders as the object's own keys.
     """
-    prepared = [_without_thinking(m) if m.get("role") == "assistant" else dict(m) for m in messages]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    prepared = _attach_object_results(
+        [
+            _prepare_assistant(m, keep_reasoning=i > last_user)
+            if m.get("role") == "assistant"
+            else dict(m)
+            for i, m in enumerate(messages)
+        ]
+    )
     try:
         template = _compile(chat_template)
         return template.render(
