@@ -330,3 +330,25 @@ def test_build_main_window_wires_settings_and_history(qtbot) -> None:
     finally:
         window.controller._client.shutdown()
         window.controller._store.close()
+
+
+def test_deleting_a_streaming_chat_waits_for_the_engine_to_confirm_the_stop(qtbot, env) -> None:
+    window, client, store, _settings = env
+    client.loaded()
+    _send(qtbot, window, "Tell me a story")
+    client.delta("answer", "Once")
+    conversation = window.controller.conversation_id
+    confirmed = client.stop
+    client.stop = lambda req_id=None: None  # the engine has not confirmed the stop yet
+    window.controller.delete_conversation(conversation)
+    assert store.list_conversations() == []
+    assert window.controller.busy  # the answer is still being ended by the engine
+    assert not window.controller.send("Next question")  # so the next one cannot start yet
+    assert len(client.generate_calls) == 1
+    client.delta("answer", " upon a time")  # late text of the deleted answer goes nowhere
+    client.stop = confirmed
+    client.finish(stopped=True)
+    assert not window.controller.busy
+    assert window.controller.send("Next question")
+    assert len(client.generate_calls) == 2
+    assert [m.content for m in store.thread(window.controller.conversation_id)] == ["Next question", ""]
