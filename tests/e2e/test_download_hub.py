@@ -317,3 +317,102 @@ def test_cdn_redirect_like_huggingface_co_keeps_the_token_on_the_hub(
     to_cdn = [r for r in requests if r.path.startswith("/cdn/")]
     assert to_hub and to_cdn
     assert all(r.authorized for r in to_hub) and not any(r.authorized for r in to_cdn)
+
+
+def test_position_before_a_stall_is_reported_during_the_stall(hub: LocalHub, tmp_path: Path):
+    # A fast burst then a stalled server: the throttled report of the bytes before the stall must
+    # arrive while the connection hangs (the welcome pane showed "0 B of …" for the whole stall).
+    stall_at, stall_s = 3_000_000, 1.5
+    hub.add_fault("model.gguf", stall_after=stall_at, stall_s=stall_s)
+    store = make_store(hub, tmp_path / "models", read_timeout_s=10.0)
+    seen: list[tuple[float, Progress]] = []
+    start = time.monotonic()
+    store.download(REPO, "model.gguf", on_progress=lambda p: seen.append((time.monotonic(), p)))
+    during = [(t - start, p) for t, p in seen if p.done == stall_at]
+    assert during, [(round(t - start, 2), p.done) for t, p in seen]
+    t, p = during[0]
+    assert t < stall_s and p.bytes_per_s > 0 and p.total == SIZE
+
+
+@pytest.mark.parametrize("name", ["../outside.gguf", "/tmp/outside.gguf", "a/../../x.gguf", ""])
+def test_a_file_name_that_escapes_the_folder_is_refused(hub: LocalHub, tmp_path: Path, name: str):
+    from app.core.download import UnsafeNameError
+
+    store = make_store(hub, tmp_path / "models")
+    with pytest.raises(UnsafeNameError):
+        store.download(REPO, name)
+    with pytest.raises(UnsafeNameError):
+        store.remove(REPO, name)
+    with pytest.raises(UnsafeNameError):
+        store.path_for("..", "model.gguf")
+    assert hub.gets() == [] and not (tmp_path / "outside.gguf").exists()
+
+
+def test_remove_never_deletes_outside_the_folder_whatever_the_manifest_says(
+    hub: LocalHub, tmp_path: Path
+):
+    store = make_store(hub, tmp_path / "models")
+    store.download(REPO, "model.gguf")
+    victim = tmp_path / "victim.gguf"
+    victim.write_bytes(b"keep me")
+    manifest = tmp_path / "models" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(
+        str(store.path_for(REPO, "model.gguf")), str(victim)))
+    store.remove(REPO, "model.gguf")
+    assert victim.read_bytes() == b"keep me"
+    assert store.find(REPO, "model.gguf") is None
+
+
+def test_a_file_without_a_sha256_etag_is_installed_marked_unverified(
+    local_hub: LocalHub, tmp_path: Path  # noqa: F811
+):
+    local_hub.add_repo("org/plain", {"config.json": b'{"a": 1}', "model.gguf": b"GGUF" * 1000},
+                       plain=("config.json",))
+    store = make_store(local_hub, tmp_path / "models")
+    store.download("org/plain", "config.json")
+    store.download("org/plain", "model.gguf")
+    plain, lfs = store.find("org/plain", "config.json"), store.find("org/plain", "model.gguf")
+    assert plain is not None and not plain.verified
+    assert lfs is not None and lfs.verified
+
+
+@pytest.mark.parametrize(("origin", "location", "keeps"), [
+    ("https://hub.example/a", "https://hub.example/b", True),
+    ("https://hub.example/a", "http://hub.example/b", False),  # a downgrade on the same host
+    ("https://hub.example/a", "https://cdn.example/b", False),
+    ("http://127.0.0.1:8000/a", "http://127.0.0.1:8000/b", True),
+])
+def test_the_token_follows_only_same_host_redirects_that_stay_https(
+    origin: str, location: str, keeps: bool
+):
+    from app.core.download.http_stream import redirect_headers
+
+    headers = {"Authorization": "Bearer t", "Range": "bytes=5-"}
+    kept = redirect_headers(origin, location, headers)
+    assert ("Authorization" in kept) is keeps and kept["Range"] == "bytes=5-"
+
+
+def test_models_list_says_unverified(local_hub: LocalHub, tmp_path: Path):  # noqa: F811
+    import json
+    import os
+    import sys
+
+    repo, name = "ggml-org/gemma-4-E2B-it-GGUF", "gemma-4-E2B-it-Q8_0.gguf"
+    local_hub.add_repo(repo, {name: b"GGUF" * 1000}, plain=(name,))
+    make_store(local_hub, tmp_path / "models").download(repo, name)
+    env = dict(os.environ, GEMMA_DESKTOP_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1",
+               GEMMA_DESKTOP_MODELS_DIR=str(tmp_path / "models"))
+    root = Path(__file__).resolve().parents[2]
+
+    def models_list(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "main.py", "models", "list", "--ram-gib", "32",
+                               *extra], cwd=root, env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    rows = {r["id"]: r for r in json.loads(models_list("--json"))["models"]}
+    assert rows["E2B-Q8_0"]["installed"] and rows["E2B-Q8_0"]["unverified"]
+    assert not rows["E4B-Q8_0"]["unverified"]
+    line = next(x for x in models_list().splitlines() if " E2B-Q8_0 " in x)
+    assert "installed (unverified" in line

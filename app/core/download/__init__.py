@@ -12,10 +12,10 @@ from app.core.download.errors import (
     NetworkError,
     NotFoundError,
     OfflineError,
+    UnsafeNameError,
 )
 from app.core.download.fetch import (
     Downloader,
-    Progress,
     RetryPolicy,
     sha256_file,
     verify_file,
@@ -29,12 +29,14 @@ from app.core.download.hub import (
     get_token,
     save_token,
 )
+from app.core.download.meter import Progress
 from app.core.download.remote_file import RemoteRangeFile
 from app.core.download.store import InstalledModel, ModelStore
 
 __all__ = [
     "AuthRequiredError",
     "ChecksumError",
+    "UnsafeNameError",
     "DiskSpaceError",
     "DownloadCancelled",
     "DownloadError",

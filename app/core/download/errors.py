@@ -68,6 +68,15 @@ class DiskSpaceError(DownloadError):
         )
 
 
+class UnsafeNameError(DownloadError):
+    """A repository or file name from the Hub that would land outside the models folder."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Refused the file name {name!r} from the Hub: it points outside the models folder."
+        )
+
+
 class ChecksumError(DownloadError):
     """The downloaded bytes do not match the Hub's sha256; the file has been deleted."""
 

@@ -20,7 +20,6 @@ import os
 import shutil
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from app.core.download.errors import (
 )
 from app.core.download.http_stream import open_stream
 from app.core.download.hub import HubClient, RemoteFile, RetryableError, status_error
+from app.core.download.meter import Meter, ProgressFn
 
 HASH_BLOCK = 8 << 20
 CHUNK = 1 << 20  # bytes per socket read while downloading
@@ -46,17 +46,6 @@ DISK_RESERVE = 64 << 20
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Bytes so far out of total, the recent speed and the time left (-1 when not known yet)."""
-
-    done: int
-    total: int
-    bytes_per_s: float
-    eta_s: float
-
-
-ProgressFn = Callable[[Progress], None]
 FreeSpaceFn = Callable[[Path], int]
 
 
@@ -73,34 +62,6 @@ class RetryPolicy:
 
 def disk_free(path: Path) -> int:
     return shutil.disk_usage(path).free
-
-
-class _Meter:
-    """Throttled progress with speed over a sliding window of the last few seconds."""
-
-    def __init__(self, total: int, start: int, fn: ProgressFn | None, interval: float) -> None:
-        self.total = total
-        self.fn = fn
-        self.interval = interval
-        self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), start)])
-        self.last_emit = 0.0
-
-    def update(self, done: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.fn is None or (not force and now - self.last_emit < self.interval):
-            return
-        self.last_emit = now
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[0][0] > 3.0:
-            self.samples.popleft()
-        t0, d0 = self.samples[0]
-        speed = (done - d0) / (now - t0) if now > t0 else 0.0
-        eta = (self.total - done) / speed if speed > 0 else -1.0
-        self.fn(Progress(done, self.total, speed, eta))
-
-    def restart(self, done: int) -> None:
-        """After a retry wait, so the pause does not read as a slow connection forever."""
-        self.samples = deque([(time.monotonic(), done)])
 
 
 class Downloader:
@@ -179,7 +140,16 @@ class Downloader:
         pause: threading.Event | None,
     ) -> None:
         """GET until every byte is on disk, retrying with backoff; raises on pause and cancel."""
-        meter = _Meter(remote.size, state.have, on_progress, self.progress_interval)
+        meter = Meter(remote.size, state.have, on_progress, self.progress_interval)
+        try:
+            self._transfer_with(meter, remote, part, meta_path, state, cancel, pause)
+        finally:
+            meter.close()
+
+    def _transfer_with(
+        self, meter: Meter, remote: RemoteFile, part: Path, meta_path: Path, state: _Partial,
+        cancel: threading.Event | None, pause: threading.Event | None,
+    ) -> None:
         meter.update(state.have, force=True)
         attempts = 0
         while state.have < remote.size:
@@ -207,7 +177,7 @@ class Downloader:
         remote: RemoteFile,
         part: Path,
         state: _Partial,
-        meter: _Meter,
+        meter: Meter,
         cancel: threading.Event | None,
         pause: threading.Event | None,
     ) -> None:

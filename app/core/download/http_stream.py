@@ -77,6 +77,14 @@ class BodyStream:
         self.close()
 
 
+def redirect_headers(origin: str, location: str, headers: dict[str, str]) -> dict[str, str]:
+    """The headers for a redirect: the token stays on the first host and never goes https->http."""
+    a, b = urlsplit(origin), urlsplit(location)
+    if a.netloc == b.netloc and (a.scheme != "https" or b.scheme == "https"):
+        return headers
+    return {k: v for k, v in headers.items() if k.lower() != "authorization"}
+
+
 def open_stream(
     url: str,
     headers: dict[str, str],
@@ -90,7 +98,7 @@ def open_stream(
     Raises OSError / http.client.HTTPException on network trouble (the caller retries).
     """
     headers = dict(headers)
-    origin = urlsplit(url).netloc
+    first = url
     for _ in range(max_redirects + 1):
         conn, target = _connect(url, connect_timeout)
         try:
@@ -105,8 +113,7 @@ def open_stream(
         if resp.status in _REDIRECTS and resp.getheader("Location"):
             location = urljoin(url, resp.getheader("Location") or "")
             conn.close()
-            if urlsplit(location).netloc != origin:
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            headers = redirect_headers(first, location, headers)
             url = location
             continue
         return BodyStream(

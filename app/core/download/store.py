@@ -14,15 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from app.core import paths
-from app.core.download.errors import DiskSpaceError, DownloadCancelled, DownloadError
+from app.core.download.errors import (
+    DiskSpaceError,
+    DownloadCancelled,
+    DownloadError,
+    UnsafeNameError,
+)
 from app.core.download.fetch import (
     DISK_RESERVE,
     HASH_BLOCK,
     Downloader,
-    ProgressFn,
     sha256_file,
 )
 from app.core.download.hub import HubClient, RemoteEntry, RemoteFile
+from app.core.download.meter import ProgressFn
 
 MANIFEST = "manifest.json"
 LOCAL_REPO = "local"
@@ -46,6 +51,11 @@ class InstalledModel:
     @property
     def key(self) -> str:
         return f"{self.repo_id}/{self.filename}"
+
+    @property
+    def verified(self) -> bool:
+        """False when the Hub gave no sha256 to check the bytes against (its ETag was not one)."""
+        return self.sha256 is not None
 
 
 class ModelStore:
@@ -74,8 +84,13 @@ class ModelStore:
         return entry if entry is not None and Path(entry.path).is_file() else None
 
     def path_for(self, repo_id: str, filename: str) -> Path:
-        """Where a Hub file lives in the store (one folder per repository)."""
-        return self.root / repo_id.replace("/", "__") / filename
+        """Where a Hub file lives in the store (one folder per repository); refuses escapes."""
+        folder = repo_id.replace("/", "__")
+        if not _plain_relative(folder) or "/" in folder or "\\" in folder:
+            raise UnsafeNameError(repo_id)
+        if not _plain_relative(filename):
+            raise UnsafeNameError(filename)
+        return self.root / folder / filename
 
     def partial_bytes(self, repo_id: str, filename: str) -> int:
         """Bytes already on disk from an interrupted download (what Resume will not fetch again)."""
@@ -120,9 +135,9 @@ class ModelStore:
         remote: RemoteFile | None = None,
     ) -> Path:
         """Download (or resume) a Hub file into the store, verified; returns its path."""
+        dest = self.path_for(repo_id, filename)  # refuses an unsafe name before any request
         if remote is None:
             remote = self.downloader.info(repo_id, filename, revision, cancel)
-        dest = self.path_for(repo_id, filename)
         if self._is_current(remote):
             return dest
         self.downloader.fetch(
@@ -141,7 +156,7 @@ class ModelStore:
             entries = self._read()
             entry = entries.pop(key, None)
             self._write(entries)
-        if entry is not None and not entry.by_reference:
+        if entry is not None and not entry.by_reference and self._inside(Path(entry.path)):
             Path(entry.path).unlink(missing_ok=True)
         if repo_id != LOCAL_REPO:
             dest = self.path_for(repo_id, filename)
@@ -187,6 +202,10 @@ class ModelStore:
         return entry
 
     # ----- manifest ----------------------------------------------------------------------------
+    def _inside(self, path: Path) -> bool:
+        # A manifest row is data from disk: never delete what it names outside the folder.
+        return path.resolve().is_relative_to(self.root.resolve())
+
     def _is_current(self, remote: RemoteFile) -> bool:
         entry = self.find(remote.repo_id, remote.filename)
         return (
@@ -224,6 +243,13 @@ class ModelStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+def _plain_relative(name: str) -> bool:
+    """A relative path of plain parts: not absolute, no "..", no empty or "." part, no NUL."""
+    if not name or "\0" in name or "\\" in name or name.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 def _copy_hashing(
