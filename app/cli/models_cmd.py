@@ -79,6 +79,12 @@ def _installed_ids(entries: list[Entry]) -> set[str]:
     return {e.id for e in entries if store.find(e.repo.repo_id, e.file.filename) is not None}
 
 
+def _store_entry(e: Entry) -> Any:
+    from app.core.download import ModelStore
+
+    return ModelStore().find(e.repo.repo_id, e.file.filename)
+
+
 def _plan_dict(plan: Plan) -> dict[str, Any]:
     c, est = plan.candidate, plan.estimate
     out: dict[str, Any] = {
@@ -138,6 +144,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             "filename": e.file.filename, "size": e.file.size,
             "mmproj": e.mmproj.filename if e.mmproj else None,
             "inputs": list(e.variant.inputs), "installed": e.id in installed,
+            "unverified": e.id in installed and not _store_entry(e).verified,
             "memory_bytes_8k": need, "badge": plan.badge, "verified": e.repo.verified,
             "predicted_decode_tok_s": round(tok_s, 1) if tok_s is not None else None,
             "recommended": best.candidate is not None and best.candidate.model_id == e.id,
@@ -148,7 +155,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print(f"Machine: {summary}")
     for r in rows:
         mark = "*" if r["recommended"] else " "
-        have = "installed" if r["installed"] else ""
+        have = ("installed" + (" (unverified: no sha256 from the Hub)" if r["unverified"] else "")
+                if r["installed"] else "")
         print(f"{mark} {r['id']:<18} {r['size'] / GIB:6.1f} GB file  "
               f"{r['memory_bytes_8k'] / GIB:6.1f} GB at 8k  {BADGE_TEXT[str(r['badge'])]:<17} "
               f"{_tok_text(r['predicted_decode_tok_s']):<14} {have}")

@@ -190,6 +190,11 @@ class ModelsContext(QObject):
             proj = found.path if found else None
         return model.path, proj
 
+    def unverified(self, entry: Entry) -> bool:
+        """An installed file the Hub gave no sha256 for: its bytes could not be checked."""
+        found = [self.store.find(r, f) for r, f, _ in self.files(entry)]
+        return any(m is not None and not m.verified for m in found)
+
     def partial_bytes(self, entry: Entry) -> int:
         """Bytes of an interrupted download on disk (a download the app was closed during)."""
         return sum(self.store.partial_bytes(r, f) for r, f, _ in self.files(entry))

@@ -221,6 +221,8 @@ class ModelManagerDialog(QDialog):
             media = "/".join(i for i in entry.variant.inputs if i != "text") or "media"
             detail = (f"{file_size(size)} download (model + {media} projector) · "
                       f"needs {memory_size(need)} at {_ctx_label(ctx)} context")
+            if paths is not None and self.ctx.unverified(entry):
+                detail += " · unverified: the Hub gave no sha256 to check it against"
             if not plan.fits:  # memory: the numbers are already there; disk: say what to do
                 detail += (" · more than this computer has free" if plan.estimate is not None
                            else f" · {plan.explanation}")
