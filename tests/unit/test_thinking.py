@@ -12,6 +12,7 @@ from app.core.chat.thinking import (
     split_text,
     strip_thinking,
 )
+from app.core.chat.tool_calls import ToolCall, parse_tool_calls
 
 MARKERS = (CHANNEL_OPEN, CHANNEL_CLOSE, *END_MARKERS)
 
@@ -153,3 +154,62 @@ def test_strip_thinking() -> None:
     assert strip_thinking("<|channel>thought\nsecret<channel|>Visible<turn|>") == "Visible"
     assert strip_thinking("Just text") == "Just text"
     assert split_text("<|channel>thought\nA<channel|>B") == ("A", "B")
+
+
+Q = '<|"|>'
+CALL_A = f"<|tool_call>call:get_time{{tz:{Q}Europe/Paris{Q},n:-1.5e3}}<tool_call|>"
+CALL_B = f"<|tool_call>call:echo{{s:{Q}a <tool_call|> b, {{x}}\n<turn|>{Q}}}<tool_call|>"
+# (stream, thinking, answer, tool-call blocks)
+TOOL_SCENARIOS = {
+    "thought-then-two-calls": (
+        f"<|channel>thought\nneed time<channel|>Checking.{CALL_A}{CALL_B}<|tool_response>ignored",
+        "need time",
+        "Checking.",
+        [CALL_A, CALL_B],
+    ),
+    "call-between-answer-text": (f"a{CALL_A}b<turn|>", "", "ab", [CALL_A]),
+    "call-inside-thought": (
+        f"<|channel>thought\nx{CALL_A}y<channel|>z",
+        "xy",
+        "z",
+        [CALL_A],
+    ),
+    "unclosed-call": ("ok<|tool_call>call:f{a:1", "", "ok", ["<|tool_call>call:f{a:1"]),
+    "turn-end-inside-call": ("<|tool_call>call:f{a:<turn|>more", "", "", ["<|tool_call>call:f{a:"]),
+    "stray-call-close": ("x<tool_call|>y", "", "xy", []),
+}
+
+
+def _run_tools(pieces: list[str], thinking: str, answer: str, calls: list[str]) -> None:
+    splitter = ThinkingSplitter()
+    got: dict[str, str] = {"thinking": "", "answer": ""}
+    got_calls: list[str] = []
+    for kind, text in [p for piece in pieces for p in splitter.feed(piece)] + splitter.flush():
+        assert text
+        if kind == "tool_call":
+            got_calls.append(text)
+        else:
+            got[kind] += text
+            assert "<|tool_call>" not in text and "<tool_call|>" not in text and Q not in text
+    assert (got["thinking"], got["answer"], got_calls) == (thinking, answer, calls), pieces
+
+
+@pytest.mark.parametrize("name", sorted(TOOL_SCENARIOS))
+def test_tool_call_blocks_at_every_split(name: str) -> None:
+    stream, *expected = TOOL_SCENARIOS[name]
+    _run_tools(list(stream), *expected)  # type: ignore[arg-type]
+    for i in range(len(stream) + 1):
+        for j in range(i, len(stream) + 1, 3):
+            _run_tools([stream[:i], stream[i:j], stream[j:]], *expected)  # type: ignore[arg-type]
+
+
+def test_tool_call_pieces_parse_and_state_is_visible() -> None:
+    splitter = ThinkingSplitter()
+    assert splitter.feed("<|tool_call>call:get_time{tz:") == []
+    assert splitter.in_tool_call
+    out = splitter.feed(f"{Q}UTC{Q}}}<tool_call|>after")
+    assert not splitter.in_tool_call
+    assert out[0][0] == "tool_call" and out[1] == ("answer", "after")
+    assert parse_tool_calls(out[0][1]) == [ToolCall("get_time", {"tz": "UTC"})]
+    assert parse_tool_calls(CALL_B)[0].arguments == {"s": "a <tool_call|> b, {x}\n<turn|>"}
+    assert split_text(f"A{CALL_A}B") == ("", "AB")
