@@ -324,6 +324,24 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _print_backends(backends: dict[str, Any]) -> None:
+    """The backend modules found, which loaded (and why not), and the CPU variant."""
+    if not backends.get("dynamic"):
+        print("Backends: built into llama.cpp (no runtime modules)")
+        return
+    print(f"CPU variant: {backends.get('cpu_variant')}")
+    if backends.get("cpu_note"):
+        print(f"  {backends['cpu_note']}")
+    for m in backends.get("modules", ()):
+        if m["reason"] == "not chosen":
+            continue
+        state = "loaded" if m["loaded"] else "not loaded"
+        print(f"  module {m['name']:<16} {state}" + (f": {m['reason']}" if m["reason"] else ""))
+    others = [m["name"] for m in backends.get("modules", ()) if m["reason"] == "not chosen"]
+    if others:
+        print(f"  other CPU variants found: {', '.join(others)}")
+
+
 def run_doctor(argv: list[str]) -> int:
     """`doctor [--json]`: devices, GPU support of the build, versions, folders."""
     parser = argparse.ArgumentParser(prog="main.py doctor")
@@ -350,6 +368,7 @@ def run_doctor(argv: list[str]) -> int:
               f"{d.free_bytes / GIB:.1f} GB free of {d.total_bytes / GIB:.1f} GB")
     if report.backend_error:
         print(f"  {report.backend_error}")
+    _print_backends(report.backends)
     if report.detected_gpus:
         print(f"GPUs the system shows: {', '.join(report.detected_gpus)}")
     if report.warning:

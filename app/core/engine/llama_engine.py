@@ -19,7 +19,7 @@ from typing import Any
 
 import llama_cpp as lc
 
-from app.core.engine import llama_log
+from app.core.engine import backends, llama_log
 from app.core.engine.prompt_cache import PromptCache
 from app.core.engine.records import (
     EngineError,
@@ -55,6 +55,8 @@ _backend_ready = False
 def _init_backend() -> None:
     global _backend_ready
     if not _backend_ready:
+        # A GGML_BACKEND_DL build has no backend, not even the CPU, until its modules are loaded.
+        backends.load_backends(trial=True)
         lc.llama_backend_init()
         _backend_ready = True
 
@@ -356,6 +358,9 @@ class LlamaEngine(PromptCache):
         finally:
             lc.llama_sampler_free(sampler)
         stats.n_past = len(self._tokens)
+        stats.offload = backends.offload_from_log(llama_log.lines(), id(self.model))
+        stats.cpu_variant = backends.cpu_variant()
+        backends.mark_cpu_variant_working()  # the first decode went through on this variant
         return stats
 
     def _generate_loop(

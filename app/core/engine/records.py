@@ -47,6 +47,9 @@ class GenerationStats:
     n_ctx: int = 0
     stopped: bool = False
     finish_reason: str = "stop"
+    # llama.cpp's own count: {"device": "Vulkan0", "layers": n, "of": total}; {} before it is known.
+    offload: dict[str, Any] = field(default_factory=dict)
+    cpu_variant: str = ""
 
 
 @dataclass

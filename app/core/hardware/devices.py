@@ -51,6 +51,7 @@ class HardwareReport:
     warning: str | None = None
     reinstall_command: str | None = None
     backend_error: str | None = None
+    backends: dict[str, Any] = field(default_factory=dict)
     platform: str = field(default_factory=lambda: f"{platform.system()} {platform.machine()}")
 
     @property
@@ -102,10 +103,9 @@ def _find_lib(folder: Path, stem: str) -> Path | None:
 
 
 def _bind_ggml(folder: Path) -> ctypes.CDLL:
-    path = _find_lib(folder, "ggml")
-    if path is None:
-        raise OSError(f"libggml not found in {folder}")
-    lib = ctypes.CDLL(str(path), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+    from app.core.engine.backends import linked_ggml
+
+    lib = linked_ggml(folder)
     lib.ggml_backend_dev_count.restype = ctypes.c_size_t
     lib.ggml_backend_dev_count.argtypes = []
     lib.ggml_backend_dev_get.restype = ctypes.c_void_p
@@ -127,12 +127,12 @@ def ggml_devices(folder: Path | None = None) -> list[Device]:
     folder = folder or llama_cpp_lib_dir()
     if folder is None:
         raise OSError("llama-cpp-python is not installed")
+    from app.core.engine.backends import load_backends
+
+    # Builds with dynamically loaded backends (GGML_BACKEND_DL) register them only on request,
+    # and only through the libggml that libllama links.
+    load_backends()
     lib = _bind_ggml(folder)
-    # Builds with dynamically loaded backends (GGML_BACKEND_DL) register them only on request.
-    dynamic = any(folder.glob("*ggml-cuda*")) or any(folder.glob("*ggml-vulkan*"))
-    if dynamic and hasattr(lib, "ggml_backend_load_all_from_path"):
-        lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-        lib.ggml_backend_load_all_from_path(str(folder).encode())
     devices = []
     for i in range(lib.ggml_backend_dev_count()):
         dev = lib.ggml_backend_dev_get(i)
@@ -283,9 +283,14 @@ def probe(models_dir: Path | None = None) -> HardwareReport:
     devices: list[Device] = []
     error = None
     offload = False
+    backends: dict[str, Any] = {}
     try:
         devices = ggml_devices()
         offload = supports_gpu_offload()
+        from app.core.engine.backends import report
+
+        loaded = report()
+        backends = loaded.to_dict() if loaded else {}
     except (OSError, AttributeError) as exc:
         error = f"llama.cpp could not be asked about devices: {exc}"
     seen = os_gpus()
@@ -293,7 +298,7 @@ def probe(models_dir: Path | None = None) -> HardwareReport:
     return HardwareReport(
         devices=tuple(devices), gpu_offload=offload, ram_total=total, ram_available=available,
         disk_free=disk_free(folder), models_dir=str(folder), detected_gpus=tuple(seen),
-        warning=warning, reinstall_command=command, backend_error=error,
+        warning=warning, reinstall_command=command, backend_error=error, backends=backends,
     )
 
 
