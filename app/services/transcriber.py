@@ -77,7 +77,7 @@ def installed_transcription_model() -> TranscriptionModel | None:
         from app.core.download.store import ModelStore
 
         return find_transcription_model(ModelStore().installed(), load_catalog())
-    except Exception:  # noqa: BLE001 - an unreadable manifest means "none installed", not a crash
+    except (OSError, ValueError, KeyError):  # an unreadable manifest or catalog: none installed
         log.exception("could not list installed models")
         return None
 

@@ -447,7 +447,7 @@ def _wav_seconds(path: Any) -> float | None:
 
         info = soundfile.info(str(path))
         return float(info.frames) / float(info.samplerate) if info.samplerate else None
-    except Exception:  # noqa: BLE001 - a missing or odd file just shows no length
+    except (OSError, RuntimeError):  # a missing or odd file just shows no length
         return None
 
 

@@ -375,7 +375,7 @@ class MediaController(QObject):
             from app.core.catalog.catalog import load_catalog
 
             entry = load_catalog().find_by_filename(Path(path).name) if path else None
-        except Exception:  # noqa: BLE001 - no catalog: the general sentence below still helps
+        except (OSError, ValueError, KeyError):  # no catalog: the general sentence still helps
             entry = None
         if entry is not None and entry.mmproj is not None:
             size = entry.mmproj.size / 1e9

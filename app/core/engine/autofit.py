@@ -7,8 +7,13 @@ GGUF header right before loading, against the memory that is free at that moment
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.core.engine.records import EngineError
+
+if TYPE_CHECKING:
+    from app.core.hardware.gguf_info import GGUFInfo
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -22,13 +27,16 @@ def auto_gpu_layers(path: str, n_ctx: int, mmproj: str | None) -> int:
     from app.core.hardware.planner import machine_from_report, max_gpu_layers
 
     try:
-        info = read_gguf_path(path)
-        projector = read_gguf_path(mmproj) if mmproj else None
-        shape = ModelShape.from_gguf(info, projector)
-        machine = machine_from_report(probe())
-    except Exception:  # noqa: BLE001 - an unreadable header is for llama.cpp to explain
-        log.exception("auto fit failed; offloading everything")
-        return -1
+        shape = ModelShape.from_gguf(read_gguf_path(path), _projector(mmproj))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # Offloading every layer of a file we cannot read would only defer the failure to a
+        # worse place (an out-of-memory crash mid-load): refuse it here with the reason.
+        raise EngineError(
+            "load",
+            f"Could not read the model header of {Path(path).name} ({exc}). The file is damaged "
+            "or not a GGUF model: download it again or choose another file.",
+        ) from exc
+    machine = machine_from_report(probe())
     opts = Options()
     layers = max_gpu_layers(shape, n_ctx, machine, opts)
     if layers is None:
@@ -40,3 +48,16 @@ def auto_gpu_layers(path: str, n_ctx: int, mmproj: str | None) -> int:
             "or close other programs.",
         )
     return -1 if layers > shape.n_layer else layers
+
+
+def _projector(mmproj: str | None) -> GGUFInfo | None:
+    """The projector's header, or None: llama.cpp loads the model without an unreadable projector."""
+    if not mmproj:
+        return None
+    from app.core.hardware.gguf_info import read_gguf_path
+
+    try:
+        return read_gguf_path(mmproj)
+    except (OSError, ValueError) as exc:
+        log.warning("projector header unreadable, planning without it: %s", exc)
+        return None
