@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-COMMANDS = ("chat", "models", "doctor", "tokenize")
+COMMANDS = ("chat", "models", "doctor", "tokenize", "serve")
 
 
 def run_cli(argv: list[str]) -> int:
@@ -20,6 +20,10 @@ def run_cli(argv: list[str]) -> int:
         from app.cli.tokenize_cmd import run_tokenize
 
         return run_tokenize(rest)
+    if command == "serve":
+        from app.cli.serve_cmd import run_serve
+
+        return run_serve(rest)
     if command == "doctor":
         from app.cli.models_cmd import run_doctor
 

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", type=Path, action="append", default=[], help="attach an audio clip (repeatable)")
     p.add_argument("--mmproj", type=Path, default=None, help="projector file for images/audio")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
+    p.add_argument("--server", default=None,
+                   help="base URL of an OpenAI-compatible server; --model then names its model")
+    p.add_argument("--api-key", default=None, help="the server's API key (or $GEMMA_DESKTOP_API_KEY)")
     return p
 
 
@@ -140,6 +143,9 @@ class _Printer:
 def run_chat(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.server:
+        from app.cli.remote_chat import run_remote_chat
+        return run_remote_chat(args)
     turns = _turns(args, parser)
     printer = _Printer(args.json)
     for turn in turns:

@@ -1,0 +1,1 @@
+"""The local OpenAI-compatible API server (`main.py serve`): an adapter over the engine, no Qt."""
