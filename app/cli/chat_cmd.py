@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.core.engine.backends import parse_gpu_layers
 from app.core.engine.messages import DEFAULT_N_CTX
 
 
@@ -37,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-p", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context length in tokens")
-    p.add_argument("--n-gpu-layers", type=int, default=None,
-                   help="layers on the GPU (-1: all; default: as many as fit in free memory)")
+    p.add_argument("--gpu-layers", "--n-gpu-layers", dest="n_gpu_layers", type=parse_gpu_layers,
+                   default=None, help="layers on the GPU: auto (as many as fit), all, or N (0: CPU)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--grammar", type=Path, default=None, help="GBNF grammar file constraining the output")
     p.add_argument("--image", type=Path, action="append", default=[], help="attach an image (repeatable)")

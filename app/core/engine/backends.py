@@ -317,3 +317,19 @@ def offload_from_log(lines: list[str], model_key: int) -> dict[str, Any]:
 def cpu_variant() -> str:
     """The CPU variant this process loaded ("built-in" for a build without modules)."""
     return _report.cpu_variant if _report else "built-in"
+
+
+def parse_gpu_layers(text: str) -> int | None:
+    """The CLI's --gpu-layers value: "auto" (None: as many as fit), "all" (-1), or a count."""
+    value = text.strip().lower()
+    if value == "auto":
+        return None
+    if value == "all":
+        return -1
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"--gpu-layers takes auto, all or a number of layers, not {text!r}") from None
+    if n < -1:
+        raise ValueError(f"--gpu-layers takes auto, all or a number of layers, not {text!r}")
+    return n
