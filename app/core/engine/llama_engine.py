@@ -117,6 +117,8 @@ class LlamaEngine(PromptCache):
         flash_attn: bool | None = None,
         swa_full: bool = False,
         on_progress: Callable[[float], None] | None = None,
+        kv_type: str = "f16",
+        n_cpu_moe: int = 0,
     ) -> ModelInfo:
         """Load a GGUF (and optionally its projector); raises EngineError with a plain message.
 
@@ -135,6 +137,11 @@ class LlamaEngine(PromptCache):
             mparams.use_extra_bufts = False  # repacked weights: results depend on batch size
         if flash_attn is None:
             flash_attn = not exact
+        if n_cpu_moe > 0:  # MoE: experts of the first K layers stay in host memory
+            from app.core.hardware.moe import CpuExpertOverrides
+
+            self._moe_overrides = CpuExpertOverrides(n_cpu_moe)
+            mparams.tensor_buft_overrides = self._moe_overrides.pointer
         if on_progress is not None:
             def _progress(fraction: float, _data: Any) -> bool:
                 on_progress(float(fraction))
@@ -164,6 +171,9 @@ class LlamaEngine(PromptCache):
         # the whole context in every sliding-window layer); the prompt cache copes via checkpoints.
         cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cparams.swa_full = swa_full
+        if kv_type == "q8_0":  # a quantized V cache needs flash attention in llama.cpp
+            cparams.type_k = cparams.type_v = lc.GGML_TYPE_Q8_0
+            cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
         ctx = lc.llama_init_from_model(model, cparams)
         if not ctx:
             self.close()

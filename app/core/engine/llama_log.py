@@ -18,6 +18,7 @@ GGML_LOG_LEVEL_CONT = 5
 
 _lines: deque[tuple[int, str]] = deque(maxlen=400)
 _partial: list[str] = []
+_sizes: list[str] = []  # buffer-size lines, kept apart: debug lines would push them out of _lines
 _callback: Any = None
 _echo = True
 
@@ -35,6 +36,8 @@ def _on_log(level: int, text: bytes | None, _data: Any) -> None:
         line = "".join(_partial).rstrip("\n")
         _partial.clear()
         _lines.append((level, line))
+        if _SIZE_RE.search(line):
+            _sizes.append(line)
 
 
 def install(echo: bool = True) -> None:
@@ -49,6 +52,7 @@ def install(echo: bool = True) -> None:
 def clear() -> None:
     """Forget earlier lines (call before an operation whose failure we want to explain)."""
     _lines.clear()
+    _sizes.clear()
 
 
 def lines() -> list[str]:
@@ -65,7 +69,7 @@ def recent_errors() -> list[str]:
 def memory_summary() -> dict[str, int]:
     """Bytes llama.cpp allocated, by kind (model / KV / compute / output), summed over devices."""
     totals: dict[str, int] = {}
-    for line in lines():
+    for line in _sizes:
         m = _SIZE_RE.search(line)
         if m:
             kind = m.group(2).lower()

@@ -38,6 +38,8 @@ class EngineSession:
             flash_attn=request.flash_attn,
             swa_full=request.swa_full,
             on_progress=on_progress,
+            kv_type=request.kv_type,
+            n_cpu_moe=request.n_cpu_moe,
         )
         if request.chat_template:  # a template supplied for a base model that has none
             self.engine.chat_template = request.chat_template

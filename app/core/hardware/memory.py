@@ -267,8 +267,11 @@ def compute_bytes(shape: ModelShape, n_ctx: int, opts: Options) -> int:
 
 
 def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | None = None,
-             has_gpu: bool = True) -> Estimate:
-    """Memory llama.cpp allocates for `shape` at `n_ctx` with `gpu_layers` (0..n_layer+1)."""
+             has_gpu: bool = True, expert_cpu_layers: int = 0) -> Estimate:
+    """Memory llama.cpp allocates for `shape` at `n_ctx` with `gpu_layers` (0..n_layer+1).
+
+    `expert_cpu_layers`: MoE layers 0..K-1 whose expert tensors are overridden to host memory.
+    """
     opts = opts or Options()
     n = shape.n_layer
     g = max(0, min(gpu_layers, n + 1)) if has_gpu else 0
@@ -278,6 +281,10 @@ def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | Non
     gpu_w = sum(b for b, gpu in zip(shape.layer_bytes, on_gpu, strict=True) if gpu)
     cpu_w = sum(shape.layer_bytes) - gpu_w + shape.input_bytes
     cpu_w += sum(r for r, gpu in zip(shape.layer_repack, on_gpu, strict=False) if not gpu)
+    for il, eb in enumerate(shape.layer_expert_bytes[:expert_cpu_layers]):
+        if on_gpu[il]:
+            gpu_w -= eb
+            cpu_w += eb
     if output_gpu:
         gpu_w += shape.output_bytes + shape.output_tied_bytes
     else:
