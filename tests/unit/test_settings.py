@@ -63,6 +63,11 @@ def test_round_trip_every_field() -> None:
         recent_models=["/m/a.gguf", "/m/b.gguf"],
         kv_cache_type="q8_0",
         min_decode_tok_s=12.0,
+        tools=False,
+        mcp_servers={"time": {"command": "mcp-server-time", "args": [], "env": {}}},
+        tool_max_steps=3,
+        always_allowed_tools=["time/get_current_time"],
+        disabled_tools=["time/convert_time"],
     )
     # Every field differs from its default, so the test notices a field that is not saved.
     for item in dataclasses.fields(Settings):

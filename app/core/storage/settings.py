@@ -83,10 +83,21 @@ class Settings:
     recent_models: list[str] = field(default_factory=list)
     kv_cache_type: str = "f16"  # f16 | q8_0 (about half the KV memory)
     min_decode_tok_s: float = 8.0  # the recommendation's speed floor (about reading speed)
+    tools: bool = True  # offer the MCP servers' tools to the model
+    mcp_servers: dict[str, Any] = field(default_factory=dict)  # {"mcpServers": {…}} shape
+    tool_max_steps: int = 8  # model calls per turn before the agent loop stops
+    always_allowed_tools: list[str] = field(default_factory=list)  # "server/tool" ids
+    disabled_tools: list[str] = field(default_factory=list)  # per-tool off switch, same ids
 
     def copy(self) -> Settings:
         """An independent copy (lists included) for editing."""
-        return dataclasses.replace(self, recent_models=list(self.recent_models))
+        return dataclasses.replace(
+            self,
+            recent_models=list(self.recent_models),
+            mcp_servers=json.loads(json.dumps(self.mcp_servers)),
+            always_allowed_tools=list(self.always_allowed_tools),
+            disabled_tools=list(self.disabled_tools),
+        )
 
 
 def apply_preset(settings: Settings, name: str) -> Settings:
@@ -126,7 +137,7 @@ def _valid(name: str, value: Any) -> bool:
         return value in ("f16", "q8_0")
     if name == "preset":
         return value in PRESETS or value == "Custom"
-    if name in ("n_ctx", "max_tokens", "image_detail") and value <= 0:
+    if name in ("n_ctx", "max_tokens", "image_detail", "tool_max_steps") and value <= 0:
         return False
     return not (name == "text_scale" and not 0.5 <= value <= 3.0)
 
