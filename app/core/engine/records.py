@@ -62,11 +62,14 @@ class Reply:
     id: int
     thinking: str = ""
     answer: str = ""
+    tool_calls: str = ""  # whole <|tool_call>…<tool_call|> blocks, as the model wrote them
     stats: GenerationStats | None = None
 
     def add(self, kind: str, text: str) -> None:
         if kind == "thinking":
             self.thinking += text
+        elif kind == "tool_call":
+            self.tool_calls += text
         else:
             self.answer += text
 
