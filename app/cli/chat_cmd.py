@@ -116,6 +116,8 @@ class _Printer:
                 self._thinking_open = True
             sys.stderr.write(text)
             sys.stderr.flush()
+        elif kind == "tool_call":
+            sys.stderr.write(f"\n[tool call] {text}\n")
         else:
             if self._thinking_open:
                 sys.stderr.write("\n")

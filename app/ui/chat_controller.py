@@ -349,6 +349,8 @@ class ChatController(QObject):
         if gen is None or gen.request_id != request_id:
             return
         now = time.monotonic()
+        if kind == "tool_call":
+            return  # tools are not offered to the model in the window yet: nothing to run
         if kind == "thinking":
             if gen.thinking_started is None:
                 gen.thinking_started = now
