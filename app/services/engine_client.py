@@ -178,11 +178,6 @@ class EngineClient(QObject):
         if self._conn is not None and reply is not None and req_id in (None, reply.id):
             self._conn.stop(reply.id)
 
-    def kill_host(self) -> None:
-        """SIGKILL the host, as a native crash would (the crash path's tests use it)."""
-        if self._conn is not None:
-            self._conn.kill()
-
     # ----- events --------------------------------------------------------------------------
 
     def _end_reply(self) -> Reply | None:

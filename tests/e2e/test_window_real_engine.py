@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -68,7 +70,9 @@ def test_killed_engine_keeps_the_conversation_and_restarts(qtbot, window):
         qtbot.waitUntil(lambda: win._client.reply is not None
                         and (win._client.reply.answer or win._client.reply.thinking) != "",
                         timeout=60_000)
-        win._client.kill_host()
+        pid = win._client.host_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # as a native crash would
     assert win.banner.isVisible()
     assert win.banner.action_key == "restart"
     stored = win.controller._store.thread(win.controller.conversation_id)
