@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core.hardware.devices import HardwareReport, probe_in_subprocess
 from app.core.hardware.planner import Machine, machine_from_report
+from app.core.hardware.speed import MachineSpeed, machine_speed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class HardwareProbe(QObject):
         super().__init__(parent)
         self._probe = probe or probe_in_subprocess
         self._report: HardwareReport | None = None
+        self._speed: MachineSpeed | None = None
+        self._measured: MachineSpeed | None = None  # written by the worker before it signals
         self._error = ""
         self._thread: threading.Thread | None = None
         self._generation = 0
@@ -64,6 +67,15 @@ class HardwareProbe(QObject):
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def speed(self) -> MachineSpeed | None:
+        """This machine's measured speeds (cached on disk), once a probe has finished."""
+        return self._speed
+
+    def set_speed(self, speed: MachineSpeed | None) -> None:
+        """Use these speeds (tests, a hypothetical machine) instead of the measured ones."""
+        self._speed = speed
 
     def machine(self) -> Machine | None:
         return machine_from_report(self._report) if self._report is not None else None
@@ -112,6 +124,12 @@ class HardwareProbe(QObject):
                 "Models can still be downloaded and opened; sizes are shown without a fit check.",
             )
             return
+        try:
+            gpus = tuple((d.description or d.name, d.kind) for d in report.gpus) \
+                if report.gpu_offload else ()
+            self._measured = machine_speed(gpus)  # ~0.4 s the first time, then from the cache
+        except Exception:  # noqa: BLE001 - without speeds the app only shows no predictions
+            log.exception("speed measurement failed")
         self._signals.sig_done.emit(generation, report)
 
     def _on_worker_done(self, generation: int, report: HardwareReport) -> None:
@@ -119,6 +137,7 @@ class HardwareProbe(QObject):
             return
         self.wait(5)
         self._report = report
+        self._speed = self._measured or self._speed
         self._error = ""
         if report.warning:
             log.warning("%s", report.warning)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
+from app.core.hardware.speed import record_answer_speed
 from app.ui import shortcuts, theme
 from app.ui.banner import NoticeBanner
 from app.ui.chat_controller import NO_MODEL_MESSAGE, ChatController
@@ -190,6 +191,8 @@ class MainWindow(QMainWindow):
         c.sig_conversation_opened.connect(self._on_controller_conversation_opened)
         c.sig_busy_changed.connect(comp.set_generating)
         c.sig_generation_finished.connect(self.status.set_stats)
+        c.sig_generation_finished.connect(  # the measured speed shown beside the prediction
+            lambda stats: record_answer_speed(self._settings.model_path, stats))
         c.sig_error.connect(self._on_controller_error)
         self.banner.sig_action_clicked.connect(self._on_banner_action_clicked)
         cl = self._client

@@ -22,6 +22,7 @@ from app.core.catalog import Catalog, Entry, add_user_repo, load_catalog, refres
 from app.core.download import AuthRequiredError, ModelStore, env_offline
 from app.core.download.store import LOCAL_REPO, InstalledModel
 from app.core.hardware.devices import ram_bytes
+from app.core.hardware.memory import Options
 from app.core.hardware.planner import Candidate, Machine, Plan, catalog_candidates, fit, recommend
 from app.core.hardware.shapes import cached_shapes, refresh_shapes
 from app.services.downloads import DownloadJob, DownloadManager, FileSpec
@@ -147,9 +148,12 @@ class ModelsContext(QObject):
         """The planner's one pick among the official repositories (what the welcome screen offers)."""
         cands = self.candidates(official_only=True)
         machine = self.machine()
-        key = ("recommend", machine, tuple(sorted((k, c.installed) for k, c in cands.items())))
-        if key not in self._plans:
-            self._plans[key] = recommend(cands.values(), machine)
+        speed, floor = self.probe.speed, float(getattr(self.settings, "min_decode_tok_s", 8.0))
+        opts = Options(kv_type=str(getattr(self.settings, "kv_cache_type", "f16")))
+        key = ("recommend", machine, tuple(sorted((k, c.installed) for k, c in cands.items())),
+               speed, floor, opts)
+        if key not in self._plans:  # with speeds: the strongest predicted to reach the floor
+            self._plans[key] = recommend(cands.values(), machine, opts, speed=speed, floor=floor)
         return self._plans[key]
 
     def plan(self, entry_id: str, n_ctx: int | None = None,

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from app.core.catalog import CatalogError
 from app.core.download import DownloadError, save_token
 from app.core.hardware.devices import HardwareReport
+from app.core.hardware.speed import measured_tok_s, predict_for_estimate, speed_label
 from app.services.downloads import DownloadJob, JobState
 from app.ui import theme
 from app.ui.model_context import BackgroundTask, ModelsContext, is_auth_failure
@@ -221,6 +222,14 @@ class ModelManagerDialog(QDialog):
             media = "/".join(i for i in entry.variant.inputs if i != "text") or "media"
             detail = (f"{file_size(size)} download (model + {media} projector) · "
                       f"needs {memory_size(need)} at {_ctx_label(ctx)} context")
+            speed = self.ctx.probe.speed
+            if speed is not None and plan.estimate is not None and plan.fits:
+                tok_s = predict_for_estimate(cands[entry.id].shape, plan.estimate, speed,
+                                             str(getattr(self.ctx.settings, "kv_cache_type",
+                                                         "f16"))).decode_tok_s
+                detail += " · " + speed_label(tok_s, measured_tok_s(entry.file.filename))
+            if not entry.repo.verified:
+                detail += " · file name not yet confirmed: Refresh list checks it"
             if paths is not None and self.ctx.unverified(entry):
                 detail += " · unverified: the Hub gave no sha256 to check it against"
             if not plan.fits:  # memory: the numbers are already there; disk: say what to do

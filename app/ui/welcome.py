@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.core.download import DownloadError, save_token
 from app.core.hardware.planner import Plan
+from app.core.hardware.speed import measured_tok_s, speed_label
 from app.services.downloads import DownloadJob, JobState
 from app.ui.model_context import ModelsContext, is_auth_failure
 from app.ui.model_rows import (
@@ -176,7 +177,9 @@ class WelcomePane(QWidget):
             self._show_buttons(download=False)
             return
         entry = self.ctx.catalog.entry(plan.candidate.model_id)
-        self.pick_name.setText(f"Gemma 4 {entry.variant.id} · {entry.quant}")
+        tok_s = speed_label(plan.predicted_decode_tok_s, measured_tok_s(entry.file.filename))
+        self.pick_name.setText(f"Gemma 4 {entry.variant.id} · {entry.quant}"
+                               + (f" · {tok_s}" if tok_s else ""))
         self.reason.setText(plan.explanation)
         self._update_action(entry.id)
 

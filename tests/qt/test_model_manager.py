@@ -356,3 +356,39 @@ def test_window_models_action_opens_the_manager(qtbot, tmp_path, monkeypatch):
         dlg.task and dlg.task.wait(10)
         window.close()
         store.close()
+
+
+def test_predicted_speed_on_every_fitting_row_and_on_the_welcome_pick(qtbot, hub, tmp_path):
+    """With measured machine speeds every fitting row says '≈ N tok/s here', the welcome pick
+    too, and a model that answered shows its measured figure beside the prediction."""
+    from app.core.hardware.speed import GpuSpeed, MachineSpeed, record_answer_speed
+    from app.ui.welcome import WelcomePane
+
+    shots = Path("/tmp/shots")
+    shots.mkdir(exist_ok=True)
+    context = make_context(hub, tmp_path / "models", gpu_report(vram_gib=12, ram_gib=32))
+    context.probe.set_speed(MachineSpeed("test", 40e9, 70e9, 17e9, 4,
+                                         (GpuSpeed("NVIDIA GeForce RTX 4070", 500e9, True),)))
+    record_answer_speed(str(tmp_path / E2B_FILE), {"decode_tok_s": 41.3, "completion_tokens": 64})
+    dlg = ModelManagerDialog(context, refresh_on_open=False)
+    qtbot.addWidget(dlg)
+    dlg.resize(1000, 760)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    for key, row in dlg._rows.items():
+        fits = row.badge.text() != "does not fit"
+        assert ("tok/s here" in row.detail.text()) == fits, (key, row.detail.text())
+    assert "measured 41.3" in dlg.row("E2B-Q8_0").detail.text()
+    fast = dlg.row("E4B-Q4_K_M").detail.text().split("≈ ")[1].split(" ")[0]
+    slow = dlg.row("E4B-Q8_0").detail.text().split("≈ ")[1].split(" ")[0]
+    assert int(fast) > int(slow)
+    dlg.grab().save(str(shots / "model-manager-predictions.png"))
+    pane = WelcomePane(context)
+    qtbot.addWidget(pane)
+    pane.resize(1000, 760)
+    pane.show()
+    plan = context.recommendation()
+    assert plan.predicted_decode_tok_s is not None and plan.predicted_decode_tok_s >= 8
+    assert "tok/s here" in pane.pick_name.text() and pane.reason.text() == plan.explanation
+    pane.grab().save(str(shots / "welcome-predictions.png"))
+    context.shutdown()

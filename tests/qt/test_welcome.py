@@ -58,7 +58,10 @@ def test_real_probe_runs_off_the_gui_thread_and_names_the_hardware(qtbot):
         qtbot.waitUntil(lambda: ctx.probe.report is not None, timeout=60_000)
         report = ctx.probe.report
         assert pane.hardware.text().lower() == report.summary().lower() and "GB RAM" in report.summary()
-        plan = recommend(catalog_candidates(ctx.catalog), machine_from_report(report))
+        # The probe also measured this machine's speed: the pick is the speed-aware one.
+        assert ctx.probe.speed is not None
+        plan = recommend(catalog_candidates(ctx.catalog), machine_from_report(report),
+                         speed=ctx.probe.speed)
         assert pane.reason.text() == plan.explanation
     finally:
         ctx.shutdown()

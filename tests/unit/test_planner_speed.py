@@ -26,7 +26,8 @@ def test_cpu_only_pick_is_a_q4_quant_that_meets_the_floor() -> None:
     assert (plan.candidate.variant, plan.candidate.quant) == ("E4B", "Q4_K_M")
     assert plan.predicted_decode_tok_s is not None and plan.predicted_decode_tok_s >= 8
     assert plan.explanation.startswith("E4B Q4_K_M: ≈ ")
-    assert "; Q8_0 would be ≈ " in plan.explanation and plan.explanation.endswith("tok/s")
+    assert "; Q8_0 would be ≈ " in plan.explanation
+    assert plan.explanation.endswith("tok/s (32k context, on the CPU)"), plan.explanation
     weighed = {(p.candidate.variant, p.candidate.quant) for p in plan.alternatives if p.candidate}
     assert ("E4B", "Q8_0") in weighed and ("E2B", "Q8_0") in weighed
 

@@ -300,7 +300,9 @@ def recommend_by_speed(candidates: list[Candidate], m: Machine, speed: MachineSp
         why = (f"{pick.candidate.variant} {pick.candidate.quant}: {_tok_s(tok(pick))} here, the "
                f"fastest that fits; it will be slow on this machine (below {floor:.0f} tok/s)")
     others = tuple(p for p in weighed if p is not pick)
-    return replace(pick, explanation=why, alternatives=others)
+    assert pick.candidate is not None
+    where = describe(pick.candidate, pick.n_ctx, pick.gpu_layers, "").split(", ", 1)[1][:-2]
+    return replace(pick, explanation=f"{why} ({where})", alternatives=others)
 
 
 def _quant_key(quant: str) -> int:

@@ -183,6 +183,51 @@ def with_hypothetical_gpu(speed: MachineSpeed, name: str, kind: str = "gpu") -> 
     return replace(speed, gpus=(GpuSpeed(name, GPU_DEFAULT_BW.get(kind, GPU_DEFAULT_BW["gpu"])),))
 
 
+def _measured_path() -> Path:
+    return cache_path().with_name("measured_speed.json")
+
+
+def record_measured(model_path: str, decode_tok_s: float) -> None:
+    """Remember the decode speed a model really reached here (shown beside the prediction)."""
+    path = _measured_path()
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        data = {}
+    data[Path(model_path).name] = round(float(decode_tok_s), 2)
+    try:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def record_answer_speed(model_path: str | None, stats: dict[str, Any]) -> None:
+    """After an answer: keep its decode speed for the model (a no-op without a figure)."""
+    tok_s = stats.get("decode_tok_s")
+    if model_path and isinstance(tok_s, int | float) and tok_s > 0 \
+            and int(stats.get("completion_tokens") or 0) >= 8:  # a few tokens say little
+        record_measured(model_path, float(tok_s))
+
+
+def measured_tok_s(model_filename: str) -> float | None:
+    """The last decode speed recorded for this model file, if it ever answered here."""
+    try:
+        value = json.loads(_measured_path().read_text()).get(Path(model_filename).name)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def speed_label(predicted: float | None, measured: float | None = None) -> str:
+    """'≈ 14 tok/s here' (and ' · measured 12.3' once the model answered)."""
+    if predicted is None:
+        return ""
+    text = f"≈ {predicted:.0f} tok/s here" if predicted >= 2 else f"≈ {predicted:.1f} tok/s here"
+    return text + (f" · measured {measured:.1f}" if measured is not None else "")
+
+
 @dataclass(frozen=True)
 class Prediction:
     """Predicted speeds and the bytes each token reads per place."""
