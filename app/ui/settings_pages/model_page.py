@@ -111,6 +111,21 @@ class ModelPage(SettingsPage):
         gpu_row.addWidget(self.gpu_layers)
         gpu_row.addStretch(1)
         rows.addRow("On the GPU", gpu_row)
+        self.kv_combo = QComboBox()
+        self.kv_combo.setAccessibleName("Conversation memory precision")
+        self.kv_combo.addItem("Full (f16)", "f16")
+        self.kv_combo.addItem("Compact (q8_0, half the memory)", "q8_0")
+        self.kv_combo.setToolTip("q8_0 stores the conversation's keys and values in 8 bits: "
+                                 "about half the memory, so longer contexts fit")
+        rows.addRow("Conversation memory", self.kv_combo)
+        self.floor_spin = QSpinBox()
+        self.floor_spin.setAccessibleName("Slowest speed a recommendation may have")
+        self.floor_spin.setRange(1, 200)
+        self.floor_spin.setSuffix(" tok/s")
+        self.floor_spin.setFixedWidth(130)
+        self.floor_spin.setToolTip("Recommend the strongest model predicted to write at least "
+                                   "this fast here (8 is about reading speed)")
+        rows.addRow("Recommend at least", self.floor_spin)
         self.memory_label = hint("")
         self.memory_label.setAccessibleName("Memory it will need")
         rows.addRow(self.memory_label)
@@ -128,6 +143,7 @@ class ModelPage(SettingsPage):
         self.ctx_combo.currentIndexChanged.connect(self._on_memory_inputs_changed)
         self.gpu_auto.toggled.connect(self._on_gpu_auto_toggled)
         self.gpu_layers.valueChanged.connect(self._on_memory_inputs_changed)
+        self.kv_combo.currentIndexChanged.connect(self._on_memory_inputs_changed)
         if not machine.has_gpu:
             self.gpu_auto.setToolTip("No usable GPU was found: models run on the CPU")
 
@@ -160,6 +176,8 @@ class ModelPage(SettingsPage):
         if settings.n_gpu_layers is not None:
             self.gpu_layers.setValue(settings.n_gpu_layers if settings.n_gpu_layers >= 0 else 999)
         self.thinking.setChecked(settings.enable_thinking)
+        self.kv_combo.setCurrentIndex(max(0, self.kv_combo.findData(settings.kv_cache_type)))
+        self.floor_spin.setValue(round(settings.min_decode_tok_s))
         self._update_active_label()
         self._read_headers([p for p, _ in models])
         self._update_memory()
@@ -176,10 +194,16 @@ class ModelPage(SettingsPage):
         settings.n_ctx = int(self.ctx_combo.currentData() or settings.n_ctx)
         settings.n_gpu_layers = None if self.gpu_auto.isChecked() else int(self.gpu_layers.value())
         settings.enable_thinking = self.thinking.isChecked()
+        settings.kv_cache_type = str(self.kv_combo.currentData() or "f16")
+        settings.min_decode_tok_s = float(self.floor_spin.value())
 
     def focus_chain(self) -> list[QWidget]:
         return [self.model_list, self.add_button, self.ctx_combo, self.gpu_auto, self.gpu_layers,
-                self.thinking]
+                self.kv_combo, self.floor_spin, self.thinking]
+
+    def _options(self) -> Options:
+        """The context parameters the engine will load with (the KV cache type chosen here)."""
+        return Options(kv_type=str(self.kv_combo.currentData() or "f16"))
 
     def shutdown(self) -> None:
         if self._job is not None:
@@ -203,7 +227,7 @@ class ModelPage(SettingsPage):
         if facts is None or facts.shape is None:
             return -1 if self._machine.has_gpu else 0
         g = max_gpu_layers(facts.shape, int(self.ctx_combo.currentData() or 8192), self._machine,
-                           _options())
+                           self._options())
         if g is None:
             return 0
         return -1 if g > facts.shape.n_layer else g
@@ -255,7 +279,7 @@ class ModelPage(SettingsPage):
         if facts.shape is None:
             return "not a model"
         ctx = int(self.ctx_combo.currentData() or 8192)
-        plan = fit(_candidate(facts), self._machine, min(ctx, facts.max_context or ctx), _options())
+        plan = fit(_candidate(facts), self._machine, min(ctx, facts.max_context or ctx), self._options())
         return "does not fit" if plan.badge == NO_FIT else BADGE_TEXT[plan.badge]
 
     def _read_headers(self, paths: list[str]) -> None:
@@ -318,7 +342,7 @@ class ModelPage(SettingsPage):
             self.gpu_layers.blockSignals(True)
             self.gpu_layers.setValue(layers)
             self.gpu_layers.blockSignals(False)
-        est = estimate(shape, ctx, layers, _options(), self._machine.has_gpu)
+        est = estimate(shape, ctx, layers, self._options(), self._machine.has_gpu)
         parts = [f"about {_gb(est.total)} in all: the model {_gb(est.gpu_weights + est.cpu_weights)}, "
                  f"the context {_gb(est.kv)}, work space {_gb(est.gpu_compute + est.cpu_compute)}"]
         if self._machine.has_gpu:
@@ -383,11 +407,6 @@ class ModelPage(SettingsPage):
     def _on_memory_inputs_changed(self, *_args: object) -> None:
         self._update_memory()
         self._refresh_items()
-
-
-def _options() -> Options:
-    # The engine host loads with llama.cpp's defaults, which is what Options() describes.
-    return Options()
 
 
 def _candidate(facts: ModelFacts) -> Candidate:
