@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-COMMANDS = ("chat", "models", "doctor", "tokenize", "serve")
+COMMANDS = ("chat", "models", "doctor", "tokenize", "serve", "tools")
 
 
 def run_cli(argv: list[str]) -> int:
@@ -24,6 +24,10 @@ def run_cli(argv: list[str]) -> int:
         from app.cli.serve_cmd import run_serve
 
         return run_serve(rest)
+    if command == "tools":
+        from app.cli.tools_cmd import run_tools
+
+        return run_tools(rest)
     if command == "doctor":
         from app.cli.models_cmd import run_doctor
 
