@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core import paths
+from app.core.engine import backends
 from app.core.engine.connection import ClientEvent, Deltas, EngineConnection, Exited
 from app.core.engine.messages import (
     DEFAULT_N_CTX,
@@ -242,6 +243,10 @@ class EngineClient(QObject):
         if conn.expected_exit:
             return
         log.error("engine host exited with %s:\n%s", event.code, event.stderr_tail)
+        if (variant := backends.host_ended(event.code)) and self._load is not None:
+            log.warning("CPU variant %s crashed; retrying on the next one", variant)
+            self.restart()  # the new host skips it (app.core.engine.backends)
+            return
         if event.code < 0:
             try:
                 how = f"was killed by {_signal.Signals(-event.code).name}"

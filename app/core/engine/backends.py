@@ -178,19 +178,21 @@ def choose_cpu_variant(scores: dict[str, int], trial: bool) -> tuple[str | None,
     state = _read_state()
     note = state.get("note")
     tried = state.get("trying")
-    if tried and not _alive(int(state.get("pid", 0))):
+    crashed = bool(tried) and not _alive(int(state.get("pid", 0)))
+    if crashed:
         # The host that put it on trial ended without reaching its first decode: it crashed there.
         state["failed"] = sorted(set(state.get("failed", [])) | {tried})
         state["trying"] = None
         note = f"the {tried} CPU variant crashed during load or the first decode"
-    usable = sorted((s, n) for n, s in scores.items() if s > 0 and n not in state["failed"])
+    failed = state.setdefault("failed", [])
+    usable = sorted((s, n) for n, s in scores.items() if s > 0 and n not in failed)
     if not usable:
         state["note"] = note
         _write_state(state)
         return None, note
     works = state.get("works")
     chosen = works if works in dict((n, s) for s, n in usable) else usable[-1][1]
-    if note and chosen != works:
+    if crashed:
         note = f"{note}; now trying {chosen}"
     state["note"] = note
     if trial and chosen != works:
@@ -333,3 +335,26 @@ def parse_gpu_layers(text: str) -> int | None:
     if n < -1:
         raise ValueError(f"--gpu-layers takes auto, all or a number of layers, not {text!r}")
     return n
+
+
+_CRASH_SIGNALS = (-11, -4, -7, -8, -6)  # SIGSEGV, SIGILL, SIGBUS, SIGFPE, SIGABRT
+
+
+def host_ended(exit_code: int) -> str | None:
+    """Bookkeeping for a host that ended unasked: the CPU variant it crashed on, if any.
+
+    Only a native crash counts against the variant; a host killed from outside (out of memory,
+    a test) leaves it untried rather than marked bad for this machine for good.
+    """
+    state = _read_state()
+    tried = state.get("trying")
+    if not tried or _alive(int(state.get("pid", 0))):
+        return None
+    state["trying"] = None
+    if exit_code not in _CRASH_SIGNALS:
+        _write_state(state)
+        return None
+    state["failed"] = sorted(set(state.get("failed", [])) | {tried})
+    state["note"] = f"the {tried} CPU variant crashed during load or the first decode"
+    _write_state(state)
+    return str(tried)
