@@ -91,6 +91,7 @@ def _plan_dict(plan: Plan) -> dict[str, Any]:
         "model_id": c.model_id if c else None, "variant": c.variant if c else None,
         "quant": c.quant if c else None, "n_ctx": plan.n_ctx, "gpu_layers": plan.gpu_layers,
         "n_gpu_layers": plan.n_gpu_layers, "badge": plan.badge, "explanation": plan.explanation,
+        "n_cpu_moe": plan.n_cpu_moe,
         "installed": c.installed if c else False,
         "download_bytes": c.download_bytes if c else 0,
         "approximate": c.shape.approximate if c else True,

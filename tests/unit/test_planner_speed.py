@@ -62,3 +62,21 @@ def test_more_memory_never_gives_a_weaker_pick() -> None:
 def test_nothing_fits_keeps_the_plain_message() -> None:
     plan = recommend(_cands(), Machine.hypothetical(ram_gib=2), speed=CPU)
     assert plan.candidate is None and "No Gemma 4 model fits" in plan.explanation
+
+
+def test_moe_that_does_not_fit_keeps_experts_in_ram_rather_than_whole_layers() -> None:
+    gpu = MachineSpeed("gpu", 55e9, 77e9, 19e9, 2, (GpuSpeed("GPU", 300e9),))
+    plan = recommend(_cands(), Machine.hypothetical(vram_gib=12, ram_gib=32), speed=gpu)
+    assert plan.candidate is not None and plan.candidate.variant == "26B-A4B"
+    n = plan.candidate.shape.n_layer
+    assert plan.gpu_layers == n + 1 and 0 < plan.n_cpu_moe < n
+    assert plan.estimate is not None and plan.estimate.gpu_total <= Machine.hypothetical(
+        vram_gib=12, ram_gib=32).gpu_budget()
+    assert "experts of" in plan.explanation
+    # Faster than offloading whole layers at the same memory (what the plain planner does).
+    plain = recommend(_cands(), Machine.hypothetical(vram_gib=12, ram_gib=32))
+    assert plain.candidate is not None and plain.candidate.variant == "26B-A4B"
+    from app.core.hardware.speed import predict
+
+    layers = predict(plain.candidate.shape, gpu, plain.n_ctx, plain.gpu_layers).decode_tok_s
+    assert plan.predicted_decode_tok_s is not None and plan.predicted_decode_tok_s > 1.5 * layers

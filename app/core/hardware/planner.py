@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from app.core.hardware.devices import HardwareReport
 from app.core.hardware.memory import MIB, Estimate, ModelShape, Options, estimate
-from app.core.hardware.speed import MachineSpeed, predict_for_estimate
+from app.core.hardware.speed import MachineSpeed, predict
 
 GIB = 1024**3
 CONTEXTS = (32768, 16384, 8192)
@@ -101,6 +101,7 @@ class Plan:
     options: Options = field(default_factory=Options)
     predicted_decode_tok_s: float | None = None
     alternatives: tuple[Plan, ...] = ()  # what a speed-aware recommendation weighed
+    n_cpu_moe: int = 0  # MoE: layers whose expert tensors stay in RAM (the engine's override)
 
     @property
     def n_gpu_layers(self) -> int:
@@ -249,8 +250,25 @@ def recommend(candidates: Iterable[Candidate], m: Machine, opts: Options | None 
 def _best_placement(c: Candidate, m: Machine, opts: Options) -> Plan | None:
     for want_full in ((True, False) if m.has_gpu else (False,)):
         if (p := _try(c, m, opts, want_full)) is not None:
-            return p
+            return _expert_placement(c, m, opts) or p if c.moe and not want_full else p
     return None
+
+
+def _expert_placement(c: Candidate, m: Machine, opts: Options) -> Plan | None:
+    """MoE that does not fit whole: every layer on the GPU but the first K layers' experts."""
+    from app.core.hardware.moe import choose_cpu_moe
+
+    ctx = CONTEXTS[-1]
+    k = choose_cpu_moe(c.shape, ctx, m.gpu_budget(), opts)
+    if not k:
+        return None
+    g = c.shape.n_layer + 1
+    est = estimate(c.shape, ctx, g, opts, expert_cpu_layers=k)
+    if not _fits(est, m):
+        return None
+    why = f"all layers on the GPU but the experts of {k} of {c.shape.n_layer} layers in RAM"
+    return Plan(c, ctx, g, PARTIAL, f"{c.variant} {c.quant}, {_ctx_label(ctx)} context, {why}",
+                est, opts, n_cpu_moe=k)
 
 
 def _tok_s(x: float) -> str:
@@ -268,7 +286,8 @@ def recommend_by_speed(candidates: list[Candidate], m: Machine, speed: MachineSp
     for c in candidates:
         p = _best_placement(c, m, opts)
         if p is not None and p.estimate is not None:
-            tok_s = predict_for_estimate(c.shape, p.estimate, speed, opts.kv_type).decode_tok_s
+            tok_s = predict(c.shape, speed, p.estimate.n_ctx, p.estimate.gpu_layers,
+                            kv_type=opts.kv_type, expert_cpu_layers=p.n_cpu_moe).decode_tok_s
             weighed.append(replace(p, predicted_decode_tok_s=tok_s))
     if not weighed:
         return recommend(candidates, m, opts)  # the last-resort rules and their wording
@@ -301,7 +320,8 @@ def recommend_by_speed(candidates: list[Candidate], m: Machine, speed: MachineSp
                f"fastest that fits; it will be slow on this machine (below {floor:.0f} tok/s)")
     others = tuple(p for p in weighed if p is not pick)
     assert pick.candidate is not None
-    where = describe(pick.candidate, pick.n_ctx, pick.gpu_layers, "").split(", ", 1)[1][:-2]
+    where = (pick.explanation.split(", ", 1)[1] if pick.n_cpu_moe else
+             describe(pick.candidate, pick.n_ctx, pick.gpu_layers, "").split(", ", 1)[1][:-2])
     return replace(pick, explanation=f"{why} ({where})", alternatives=others)
 
 
