@@ -1,16 +1,14 @@
 """Images and audio into a llama.cpp context through libmtmd (llama_cpp.mtmd_cpp, ctypes).
 
 The stock `Gemma4ChatHandler` only loads images from URLs and owns the whole chat loop; the
-engine host needs less and more: raw RGB images and float PCM audio, evaluated into its own
-`Llama` context at a given position, so that text before and after keeps using the host's
-prompt cache.
+engine host needs less and more: raw RGB images and float PCM audio, evaluated chunk by chunk
+into its own `llama_context` at a given position, so that text before and after keeps using the
+host's prompt cache.
 
 How a prompt with media is written (Gemma 4, checked against the vendored tools/mtmd/mtmd.cpp):
 
-- The chat template renders `<|image|>` / `<|audio|>` where a media item goes. libmtmd wants
-  its own marker (`media_marker()`, `<__media__>` by default) there instead, one per item, in
-  the order of the `media` list. `eval_prompt` and `tokenize` accept either form and convert
-  the template's placeholders (checking that their kinds match the media list).
+- `tokenize` and `prepared` accept the chat template's `<|image|>` / `<|audio|>` or libmtmd's
+  own marker (`media_marker()`) and convert the former (see `media_inputs`).
 - libmtmd itself wraps each image in `<|image>` … `<image|>` and each clip in `<|audio>` …
   `<audio|>` (projector types gemma4v / gemma4a), so the prompt must not carry those.
 - One image costs between 70 and 1120 tokens (Gemma 4's budgets; `image_max_tokens` lowers the
@@ -23,59 +21,26 @@ import collections
 import contextlib
 import ctypes
 import logging
-import re
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-if TYPE_CHECKING:
-    import llama_cpp
+from app.core.engine.media_inputs import (
+    AudioInput,
+    ChunkInfo,
+    ChunkKind,
+    ImageInput,
+    MediaInput,
+    with_media_markers,
+)
+
+__all__ = ["AudioInput", "ChunkInfo", "ImageInput", "MediaContext", "MediaInput", "PreparedPrompt"]
 
 log = logging.getLogger(__name__)
-
-IMAGE_PLACEHOLDER = "<|image|>"
-AUDIO_PLACEHOLDER = "<|audio|>"
-_PLACEHOLDER_RE = re.compile(re.escape(IMAGE_PLACEHOLDER) + "|" + re.escape(AUDIO_PLACEHOLDER))
-
-ChunkKind = Literal["text", "image", "audio"]
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """An image as raw RGB24 bytes, row-major, `width * height * 3` long."""
-
-    rgb: bytes
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class AudioInput:
-    """A mono clip as float32 PCM in [-1, 1] at the projector's `audio_sample_rate`.
-
-    `sample_rate`, when given, is checked against the projector's rate.
-    """
-
-    pcm: npt.NDArray[np.float32]
-    sample_rate: int | None = None
-
-
-MediaInput = ImageInput | AudioInput
-
-
-@dataclass(frozen=True)
-class ChunkInfo:
-    """One piece of a tokenized prompt: text (with its token ids), an image or an audio clip."""
-
-    kind: ChunkKind
-    n_tokens: int
-    tokens: tuple[int, ...] = ()
-
 
 # libmtmd logs through one process-wide callback. We keep the recent lines so that a failed
 # load can say why (the C API only returns NULL), and pass them to Python logging.
@@ -141,25 +106,16 @@ def _eval_error(rc: int) -> ValueError:
     )
 
 
-def _context_pointer(ctx: Any) -> Any:
-    """Accept a `llama_cpp.Llama` or a raw `llama_context` pointer."""
-    inner = getattr(ctx, "_ctx", None)
-    if inner is not None:
-        return inner.ctx
-    return ctx
-
-
 class MediaContext:
-    """Owns one libmtmd context (projector + the text model it feeds); close() frees it.
+    """Owns one libmtmd context (projector + the `llama_model` it feeds); close() frees it.
 
-    `model` is a `llama_cpp.Llama` or a raw `llama_model` pointer. Close this before the model
-    is freed: libmtmd keeps a pointer to it.
+    Close this before the model is freed: libmtmd keeps a pointer to it.
     """
 
     def __init__(
         self,
         mmproj_path: str,
-        model: llama_cpp.Llama | Any,
+        model: Any,
         *,
         n_threads: int,
         use_gpu: bool,
@@ -169,7 +125,6 @@ class MediaContext:
         import llama_cpp.mtmd_cpp as mtmd
 
         self._mtmd = mtmd
-        self._model = model  # keeps the text model alive as long as we point into it
         self._lock = threading.Lock()
         _install_log_callback()
         params = mtmd.mtmd_context_params_default()
@@ -180,8 +135,7 @@ class MediaContext:
             params.image_min_tokens = int(image_min_tokens)
         if image_max_tokens:
             params.image_max_tokens = int(image_max_tokens)
-        model_ptr = getattr(model, "model", model)  # a Llama, or a raw llama_model pointer
-        ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), model_ptr, params)
+        ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), model, params)
         if not ctx:
             detail = _recent_errors()
             raise ValueError(
@@ -213,46 +167,6 @@ class MediaContext:
             finally:
                 self._mtmd.mtmd_input_chunks_free(chunks)
 
-    def eval_prompt(
-        self,
-        ctx: llama_cpp.Llama | Any,
-        prompt: str,
-        media: list[MediaInput],
-        n_past: int,
-        n_batch: int,
-        seq_id: int = 0,
-    ) -> tuple[int, int]:
-        """Decode text and media into `ctx` from position `n_past`; returns (new n_past, n tokens).
-
-        The logits of the last position are kept, so sampling can start right after.
-        `ctx` is the `Llama` (or its raw `llama_context` pointer) that `model` belongs to.
-        """
-        import llama_cpp
-
-        lctx = _context_pointer(ctx)
-        with self._lock:
-            chunks = self._tokenize(prompt, media)
-            try:
-                n_tokens = int(self._mtmd.mtmd_helper_get_n_tokens(chunks))
-                n_ctx = int(llama_cpp.llama_n_ctx(lctx))
-                if n_past + n_tokens > n_ctx:
-                    raise ValueError(
-                        f"The message needs {n_tokens:,} tokens with its images and audio, but only"
-                        f" {max(n_ctx - n_past, 0):,} of the {n_ctx:,}-token context are left."
-                        " Start a new conversation, use fewer or smaller attachments, or raise"
-                        " the context length in Settings."
-                    )
-                new_n_past = llama_cpp.llama_pos(0)
-                rc = self._mtmd.mtmd_helper_eval_chunks(
-                    self._ctx, lctx, chunks, llama_cpp.llama_pos(n_past),
-                    llama_cpp.llama_seq_id(seq_id), int(n_batch), True, ctypes.byref(new_n_past),
-                )
-                if rc != 0:
-                    raise _eval_error(rc)
-                return int(new_n_past.value), n_tokens
-            finally:
-                self._mtmd.mtmd_input_chunks_free(chunks)
-
     @contextlib.contextmanager
     def prepared(self, prompt: str, media: list[MediaInput]) -> Iterator[PreparedPrompt]:
         """Tokenize once, then evaluate chunk by chunk (the engine reuses cached chunks)."""
@@ -270,7 +184,7 @@ class MediaContext:
         chunk = self._mtmd.mtmd_input_chunks_get(chunks, index)
         new_n_past = llama_cpp.llama_pos(0)
         rc = self._mtmd.mtmd_helper_eval_chunk_single(
-            self._require_ctx(), _context_pointer(lctx), chunk, llama_cpp.llama_pos(n_past),
+            self._require_ctx(), lctx, chunk, llama_cpp.llama_pos(n_past),
             llama_cpp.llama_seq_id(seq_id), int(n_batch), bool(logits_last), ctypes.byref(new_n_past),
         )
         if rc != 0:
@@ -301,28 +215,6 @@ class MediaContext:
         if self._ctx is None:
             raise ValueError("The vision/audio projector has been closed; load the model again.")
         return self._ctx
-
-    def _prepare_prompt(self, prompt: str, media: list[MediaInput]) -> str:
-        """Turn the template's placeholders into libmtmd markers, checking kinds and count."""
-        marker = self.media_marker()
-        kinds = [("image" if isinstance(m, ImageInput) else "audio") for m in media]
-        placeholders = [
-            "image" if m.group(0) == IMAGE_PLACEHOLDER else "audio"
-            for m in _PLACEHOLDER_RE.finditer(prompt)
-        ]
-        text = _PLACEHOLDER_RE.sub(lambda _m: marker, prompt)
-        n_markers = text.count(marker)
-        if n_markers != len(media):
-            raise ValueError(
-                f"The message has {n_markers} place(s) for images or audio but {len(media)}"
-                " attachment(s) were given."
-            )
-        if placeholders and placeholders != kinds[: len(placeholders)]:
-            raise ValueError(
-                "The attachments do not match the message: the prompt expects "
-                f"{', '.join(placeholders)} but got {', '.join(kinds)}."
-            )
-        return text
 
     def _make_bitmap(self, item: MediaInput) -> Any:
         mtmd = self._mtmd
@@ -360,7 +252,7 @@ class MediaContext:
         """mtmd_tokenize; the caller frees the returned chunks."""
         mtmd = self._mtmd
         ctx = self._require_ctx()
-        text = self._prepare_prompt(prompt, media)
+        text = with_media_markers(prompt, media, self.media_marker())
         bitmaps: list[Any] = []
         try:
             for item in media:
