@@ -1,25 +1,25 @@
 """Microphone recording on Qt Multimedia: live level and elapsed time, a 30 s cap, a 16 kHz mono WAV.
 
 No widgets here: the composer's mic button drives `start()` / `stop()` /
-`cancel()` and shows `sig_level` / `sig_elapsed`. The clip is finished
-(converted, checked for silence, hashed, written) on a short worker thread
-so the GUI thread never waits on numpy or the disk.
+`cancel()` and shows `sig_level` / `sig_elapsed`. The device is read and metered on its own
+thread (app.services.mic_capture), and the clip is finished (converted, checked for silence,
+hashed, written) on a short worker thread, so the GUI thread never waits on audio, numpy or disk.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import NamedTuple
 
-from PySide6.QtCore import QByteArray, QIODevice, QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 # QtAudio, not the older QAudio namespace: since Qt 6.7 QAudioSource reports QtAudio enums, which
 # never compare equal to QAudio's.
-from PySide6.QtMultimedia import QAudioDevice, QAudioFormat, QAudioSource, QMediaDevices, QtAudio
+from PySide6.QtMultimedia import QAudioDevice, QAudioFormat, QMediaDevices
 
 from app.core.media.errors import MAX_CLIP_SECONDS, NO_SOUND_MESSAGE, MediaError
+from app.services.mic_capture import MicCapture
 
 # app.core.media.audio brings numpy (~0.2 s): imported on the first recording, not at app start.
 
@@ -48,9 +48,6 @@ _STOPPED_MESSAGE = (
     "still connected and try again"
 )
 _WANTED_RATE = 16_000
-_METER_INTERVAL_S = 0.04  # one level/elapsed update per 40 ms of audio: smooth, not chatty
-_POLL_MS = 100
-_NO_DATA_TIMEOUT_S = 3.0
 
 _QT_FORMATS = {
     QAudioFormat.SampleFormat.UInt8: "u8",
@@ -83,30 +80,26 @@ class MicrophoneRecorder(QObject):
     sig_cancelled = Signal()
     _sig_saved = Signal(str, float)
     _sig_save_failed = Signal(str)
+    _sig_stop = Signal()
+    _sig_cancel = Signal()
 
     def __init__(self, parent: QObject | None = None, max_seconds: float = MAX_CLIP_SECONDS) -> None:
         super().__init__(parent)
         self._max_seconds = max_seconds
-        self._source: QAudioSource | None = None
-        self._io: QIODevice | None = None
+        self._capture: MicCapture | None = None
+        self._gen = 0
+        self._live = 0  # the number of the recording in progress; 0: none
         self._device_name = ""
         self._sample_format = "s16"
         self._channels = 1
         self._rate = _WANTED_RATE
-        self._frame_bytes = 2
-        self._chunks: list[bytes] = []
-        self._remainder = b""
-        self._frames = 0
-        self._frames_at_last_meter = 0
-        self._meter_buffer: list[bytes] = []
-        self._last_data_at = 0.0
         self._saving = False
-        self._poll = QTimer(self)
-        self._poll.setInterval(_POLL_MS)
-        self._poll.timeout.connect(self._on_poll_timeout)
         # The worker thread emits these; queued delivery brings them back to this object's thread.
         self._sig_saved.connect(self._on_worker_saved, Qt.ConnectionType.QueuedConnection)
         self._sig_save_failed.connect(self._on_worker_failed, Qt.ConnectionType.QueuedConnection)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
 
     @staticmethod
     def devices() -> list[AudioInput]:
@@ -123,13 +116,13 @@ class MicrophoneRecorder(QObject):
 
     @property
     def is_recording(self) -> bool:
-        """True between start() and stop()/cancel()/the cap."""
-        return self._source is not None
+        """True between start() and the clip's end (stop, cancel, the cap or a failure)."""
+        return self._capture is not None
 
     @property
     def is_busy(self) -> bool:
         """Recording, or still saving the last clip."""
-        return self._source is not None or self._saving
+        return self._capture is not None or self._saving
 
     def start(self, device_id: str | None = None) -> None:
         """Start recording from `device_id` (None or unknown: the system default microphone)."""
@@ -154,39 +147,47 @@ class MicrophoneRecorder(QObject):
         self._sample_format = sample_format
         self._channels = fmt.channelCount()
         self._rate = fmt.sampleRate()
-        self._frame_bytes = _audio().frame_bytes(sample_format, self._channels)
-        self._reset_buffers()
-        source = QAudioSource(device, fmt, self)
-        source.stateChanged.connect(self._on_source_state_changed)
-        self._source = source
-        io = source.start()
-        if io is None or source.error() != QtAudio.Error.NoError:
-            self._discard_source()
-            self.sig_failed.emit(_OPEN_FAILED_MESSAGE.format(name=self._device_name))
-            return
-        self._io = io
-        io.readyRead.connect(self._on_io_ready_read)
-        self._last_data_at = time.monotonic()
-        self._poll.start()
-        log.info("recording from %r at %d Hz, %d ch, %s", self._device_name, self._rate,
-                 self._channels, sample_format)
+        self._gen += 1
+        capture = MicCapture(self._gen, device, fmt, sample_format, self._max_seconds)
+        # Owned by the application, not by Python or this recorder: a QThread destroyed while it
+        # still runs aborts the process, and the recorder may go before its reader has stopped.
+        thread = QThread(QCoreApplication.instance())
+        thread.setObjectName("microphone")
+        capture.moveToThread(thread)
+        thread.started.connect(capture.open)
+        thread.finished.connect(thread.deleteLater)
+        # The thread (owned by the application) holds the reader until Qt deletes the thread:
+        # the reader must not go while its thread still runs.
+        thread.reader = capture  # type: ignore[attr-defined]
+        capture.sig_opened.connect(self._on_opened)
+        capture.sig_meter.connect(self._on_meter)
+        capture.sig_ended.connect(self._on_ended)
+        capture.sig_failed.connect(self._on_capture_failed)
+        self._sig_stop.connect(capture.stop)
+        self._sig_cancel.connect(capture.cancel)
+        self._capture, self._live = capture, self._gen
+        thread.start()
+        # At once, so the mic button answers the click; a device that then fails to open is
+        # reported by sig_failed, as a microphone that stops mid-recording is.
         self.sig_started.emit()
 
     def stop(self) -> None:
         """Stop and finish the clip: sig_finished (or sig_failed for silence) follows."""
-        if self._source is None:
-            return
-        self._drain()
-        if self._source is not None:  # the drain may have hit the cap and finished already
-            self._finish()
+        if self._capture is not None:
+            self._sig_stop.emit()
 
     def cancel(self) -> None:
         """Stop and throw the audio away."""
-        if self._source is None:
+        if self._capture is None:
             return
-        self._discard_source()
-        self._reset_buffers()
+        self._sig_cancel.emit()
+        self._release()
         self.sig_cancelled.emit()
+
+    @Slot()
+    def shutdown(self) -> None:
+        """At exit: end a recording and wait (briefly) for the reader thread."""
+        self.cancel()
 
     def _pick_device(self, device_id: str | None) -> QAudioDevice | None:
         inputs = QMediaDevices.audioInputs()
@@ -203,84 +204,45 @@ class MicrophoneRecorder(QObject):
             return default
         return inputs[0]
 
-    def _reset_buffers(self) -> None:
-        self._chunks = []
-        self._remainder = b""
-        self._frames = 0
-        self._frames_at_last_meter = 0
-        self._meter_buffer = []
+    def _release(self) -> None:
+        # Only forget it: the reader closes itself and quits its thread (now, or on the queued
+        # cancel); the thread then deletes itself. No join here: Qt Multimedia may need this
+        # thread while the reader stops, so waiting for it could deadlock.
+        self._capture, self._live = None, 0
 
-    @Slot()
-    def _on_io_ready_read(self) -> None:
-        self._drain()
+    def _current(self, gen: int) -> bool:
+        # A signal from a recording already cancelled or replaced is stale: drop it.
+        return self._live != 0 and gen == self._live
 
-    @Slot()
-    def _on_poll_timeout(self) -> None:
-        self._drain()
-        if self._source is not None and time.monotonic() - self._last_data_at > _NO_DATA_TIMEOUT_S:
-            self._discard_source()
-            self._reset_buffers()
+    @Slot(int)
+    def _on_opened(self, gen: int) -> None:
+        if self._current(gen):
+            log.info("recording from %r at %d Hz, %d ch, %s", self._device_name, self._rate,
+                     self._channels, self._sample_format)
+
+    @Slot(int, float, float)
+    def _on_meter(self, gen: int, level: float, elapsed: float) -> None:
+        if self._current(gen):
+            self.sig_level.emit(level)
+            self.sig_elapsed.emit(elapsed)
+
+    @Slot(int, str)
+    def _on_capture_failed(self, gen: int, why: str) -> None:
+        if not self._current(gen):
+            return
+        self._release()
+        if why == "no data":
             self.sig_failed.emit(NO_DATA_MESSAGE)
-
-    @Slot(QtAudio.State)
-    def _on_source_state_changed(self, state: QtAudio.State) -> None:
-        source = self._source
-        if source is None or state != QtAudio.State.StoppedState:
-            return
-        if source.error() != QtAudio.Error.NoError:
-            log.error("audio source stopped with %s", source.error())
-            self._discard_source()
-            self._reset_buffers()
+        elif why == "stopped":
             self.sig_failed.emit(_STOPPED_MESSAGE.format(name=self._device_name))
+        else:
+            self.sig_failed.emit(_OPEN_FAILED_MESSAGE.format(name=self._device_name))
 
-    def _drain(self) -> None:
-        """Move what the device delivered into the clip; meter, elapsed time and the cap."""
-        if self._io is None:
+    @Slot(int, object)
+    def _on_ended(self, gen: int, pcm: bytes) -> None:
+        if not self._current(gen):
             return
-        data: QByteArray = self._io.readAll()
-        if data.isEmpty():
-            return
-        self._last_data_at = time.monotonic()
-        raw = self._remainder + bytes(data.data())
-        usable = len(raw) - len(raw) % self._frame_bytes
-        self._remainder = raw[usable:]
-        if not usable:
-            return
-        chunk = raw[:usable]
-        cap_frames = int(self._max_seconds * self._rate)
-        room = (cap_frames - self._frames) * self._frame_bytes
-        if len(chunk) >= room:
-            chunk = chunk[: max(0, room)]
-        self._chunks.append(chunk)
-        self._meter_buffer.append(chunk)
-        self._frames += len(chunk) // self._frame_bytes
-        if (self._frames - self._frames_at_last_meter) / self._rate >= _METER_INTERVAL_S:
-            self._emit_meter()
-        if self._frames >= cap_frames:
-            log.info("recording reached the %.0f s cap", self._max_seconds)
-            self._emit_meter()
-            self._finish()
-
-    def _emit_meter(self) -> None:
-        recent = b"".join(self._meter_buffer)
-        self._meter_buffer = []
-        self._frames_at_last_meter = self._frames
-        samples = _audio().pcm_to_float(recent, self._sample_format, self._channels)
-        self.sig_level.emit(_audio().meter_level(samples) if len(samples) else 0.0)
-        self.sig_elapsed.emit(self._frames / self._rate)
-
-    def _discard_source(self) -> None:
-        self._poll.stop()
-        source, self._source, self._io = self._source, None, None
-        if source is not None:
-            source.stateChanged.disconnect(self._on_source_state_changed)
-            source.stop()
-            source.deleteLater()
-
-    def _finish(self) -> None:
-        self._discard_source()
-        pcm = b"".join(self._chunks)
-        self._reset_buffers()
+        self._release()
         self.sig_level.emit(0.0)
         self._saving = True
         worker = threading.Thread(

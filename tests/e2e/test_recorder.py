@@ -191,3 +191,23 @@ def test_recording_stops_itself_at_30_seconds(
     assert sf.info(wav_path).frames == 30 * 16000
     assert not recorder.is_recording
     assert 29.9 <= elapsed[-1] <= 30.0
+
+
+def test_a_gui_stall_loses_no_audio(
+    qtbot, recorder: MicrophoneRecorder, pulse: PulseServer  # noqa: F811
+) -> None:
+    # The microphone is read off the GUI thread: a long stall there (a slow slot, a modal
+    # dialog opening) must not overflow the audio buffer and cut a hole in the clip.
+    assert pulse.feeder is not None
+    with qtbot.waitSignal(recorder.sig_started, timeout=5000):
+        recorder.start(SOURCE_NAME)
+    started = time.monotonic()
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * RATE) / RATE)
+    pulse.feeder.play_samples(tone)
+    time.sleep(2.5)  # the fault under test: the GUI thread does not return to its event loop
+    qtbot.waitUntil(lambda: pulse.feeder.queued_seconds() == 0, timeout=10000)
+    with qtbot.waitSignal(recorder.sig_finished, timeout=10000) as finished:
+        recorder.stop()
+    stopped = time.monotonic()
+    _, duration = finished.args
+    assert abs(duration - (stopped - started)) < 0.5, (duration, stopped - started)
