@@ -112,10 +112,6 @@ class EngineConnection:
                 thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t is not None and t.is_alive() for t in (self._reaper, self._reader))
 
-    def kill(self) -> None:
-        """SIGKILL the host, as a native crash would (for tests of the crash path)."""
-        self._host.kill()
-
     # ----- requests ------------------------------------------------------------------------
 
     def load(self, request: LoadModel) -> None:

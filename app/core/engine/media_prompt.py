@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.core.engine.mtmd import AudioInput, ImageInput, MediaInput
+from app.core.engine.media_inputs import AudioInput, ImageInput, MediaInput
 from app.core.engine.prompt_cache import MIN_CHUNK
 from app.core.engine.records import EngineError, GenerationStats, SamplingParams, Stopped
 

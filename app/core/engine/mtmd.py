@@ -38,7 +38,7 @@ from app.core.engine.media_inputs import (
     with_media_markers,
 )
 
-__all__ = ["AudioInput", "ChunkInfo", "ImageInput", "MediaContext", "MediaInput", "PreparedPrompt"]
+__all__ = ["MediaContext", "PreparedPrompt"]
 
 log = logging.getLogger(__name__)
 
