@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from app.core.engine.media_inputs import (
-    AudioInput,
     ChunkInfo,
     ChunkKind,
     ImageInput,
