@@ -95,6 +95,13 @@ class ToolsService(QObject):
 
         self._hub.call(server, name, arguments).add_done_callback(done)
 
+    def release(self) -> None:
+        """Stop every server without waiting (for the GUI thread: a dialog closing)."""
+        self._generation += 1
+        old, self._hub = self._hub, None
+        if old is not None:
+            threading.Thread(target=old.close, name="mcp-hub-close", daemon=True).start()
+
     def shutdown(self) -> None:
         """Stop every server (waits for child processes to end)."""
         self._generation += 1

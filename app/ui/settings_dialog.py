@@ -41,6 +41,7 @@ from app.ui.settings_pages.folder_move import FolderMoveJob, MoveError, check_mo
 from app.ui.settings_pages.generation_page import GenerationPage
 from app.ui.settings_pages.model_page import ModelPage
 from app.ui.settings_pages.storage_page import StoragePage
+from app.ui.settings_pages.tools_page import ToolsPage
 from app.ui.settings_pages.voice_page import VoicePage
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,9 @@ class SettingsDialog(QDialog):
         self.voice_page = VoicePage()
         self.appearance_page = AppearancePage()
         self.storage_page = StoragePage(*self._roots(settings), files, lambda t, m: self.ask(t, m))
+        self.tools_page = ToolsPage()
         self.pages: list[SettingsPage] = [self.model_page, self.generation_page, self.voice_page,
-                                          self.appearance_page, self.storage_page]
+                                          self.appearance_page, self.storage_page, self.tools_page]
         self._build(notice)
         self.model_page.sig_facts_changed.connect(self.generation_page.set_model_facts)
         if switcher is not None:
@@ -380,6 +382,7 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:
         self.model_page.shutdown()
+        self.tools_page.shutdown()
         super().done(result)
 
     def _on_switcher_started(self, name: str) -> None:

@@ -108,8 +108,8 @@ class McpHub:
         self.start_timeout_s = start_timeout_s
         self.call_timeout_s = call_timeout_s
         self.on_change = on_change
-        self._configs = list(servers)
-        self._connections: dict[str, _Connection] = {}
+        # Created here so statuses() shows every server as "starting" at once.
+        self._connections = {c.name: _Connection(c) for c in servers}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="mcp-hub", daemon=True)
         self._started = False
@@ -126,10 +126,9 @@ class McpHub:
         return asyncio.run_coroutine_threadsafe(self._start_all(), self._loop)
 
     async def _start_all(self) -> None:
-        for config in self._configs:
-            conn = _Connection(config)
-            self._connections[config.name] = conn
-            conn.task = asyncio.create_task(self._serve(conn))
+        for conn in self._connections.values():
+            if conn.task is None:
+                conn.task = asyncio.create_task(self._serve(conn))
         await asyncio.gather(*(c.ready.wait() for c in self._connections.values()))
 
     def statuses(self) -> list[ServerStatus]:
@@ -180,7 +179,8 @@ class McpHub:
             if _timed_out(exc):
                 reason = f"no answer within {self.start_timeout_s:g} s"
             tail = conn.stderr_tail()
-            self._fail(conn, f"{reason} ({tail})" if tail and tail not in reason else reason)
+            # The server's own last words usually say more than the transport's error.
+            self._fail(conn, f"{tail} ({reason})" if tail and tail not in reason else reason)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
         finally:
@@ -265,4 +265,6 @@ class McpHub:
             asyncio.run_coroutine_threadsafe(_close(), self._loop).result(timeout_s + 1)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self._loop.close()
         self._started = False
