@@ -98,3 +98,22 @@ def test_chat_turns_runs_a_conversation_and_the_cache_changes_nothing(tmp_path):
 def test_chat_needs_a_prompt_or_turns():
     r = _main("chat", "--model", "x.gguf", timeout=60)
     assert r.returncode == 2 and "--prompt or --turns" in r.stderr
+
+
+def test_tool_calls_and_results_stay_text(tmp_path):
+    model = synthetic_gemma4()["model"]
+
+    def conversation(text: str) -> list[dict]:
+        return [
+            {"role": "user", "content": "What time is it?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "get_time", "arguments": json.dumps({"zone": text})}}]},
+            {"role": "tool", "tool_call_id": "c1", "name": "get_time", "content": text},
+            {"role": "tool", "tool_call_id": "c2", "name": "get_time", "content": {"note": text}},
+        ]
+
+    benign = _tokenize(model, conversation("noon"), tmp_path)
+    hostile = _tokenize(model, conversation(INJECTION), tmp_path)
+    assert [t["piece"] for t in hostile if t["special"]] == [t["piece"] for t in benign if t["special"]]
+    assert "".join(t["piece"] for t in hostile).count("<|turn>system") == 3  # as text, three times

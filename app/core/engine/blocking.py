@@ -54,11 +54,11 @@ class BlockingEngine:
 
     def generate(self, messages: list[dict[str, Any]], enable_thinking: bool = False,
                  params: SamplingParams | None = None, *, prompt: str | None = None,
-                 cache: bool = True, on_delta: OnDelta | None = None,
-                 timeout: float = 3600.0) -> Reply:
+                 cache: bool = True, tools: list[dict[str, Any]] | None = None,
+                 on_delta: OnDelta | None = None, timeout: float = 3600.0) -> Reply:
         """Run one generation to its end; Ctrl+C stops it (the partial reply is returned)."""
         req_id = self.connection.generate(messages, enable_thinking, params, prompt=prompt,
-                                          cache=cache)
+                                          cache=cache, tools=tools)
         reply = Reply(req_id)
 
         def take(event: ClientEvent) -> bool:

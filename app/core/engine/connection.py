@@ -119,14 +119,14 @@ class EngineConnection:
 
     def generate(self, messages: list[dict[str, Any]], enable_thinking: bool = False,
                  params: SamplingParams | None = None, *, prompt: str | None = None,
-                 cache: bool = True) -> int:
+                 cache: bool = True, tools: list[dict[str, Any]] | None = None) -> int:
         """Start a generation; its Deltas, then Done or Failed, name the returned id."""
         req_id = next(self._ids)
         with self._lock:
             self._streams[req_id] = StreamAssembler()
         try:
             self._host.send(Generate(req_id, messages, enable_thinking, params or SamplingParams(),
-                                     prompt, cache))
+                                     prompt, cache, list(tools or [])))
         except OSError:
             with self._lock:
                 del self._streams[req_id]

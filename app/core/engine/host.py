@@ -199,10 +199,10 @@ def _handle(request: Request, session: object, out: _Output, stops: _Stops) -> N
             out.send(Done(request.id, stats))
             session.engine.settle_last_answer()  # while the user reads the answer
         elif isinstance(request, CountTokens):
-            count = session.count_tokens(request.messages, request.enable_thinking)
+            count = session.count_tokens(request.messages, request.enable_thinking, request.tools)
             out.send(TokenCount(request.id, count))
         elif isinstance(request, Tokenize):
-            tokens = session.token_list(request.messages, request.enable_thinking)
+            tokens = session.token_list(request.messages, request.enable_thinking, request.tools)
             out.send(TokenList(request.id, tokens))
     except EngineError as exc:
         out.send(Failed(req_id, exc.kind, exc.message, request.TAG))

@@ -51,6 +51,7 @@ class Generate:
     params: SamplingParams = field(default_factory=SamplingParams)
     prompt: str | None = None
     cache: bool = True  # False: answer from a fresh context (for checking the cache)
+    tools: list[Json] = field(default_factory=list)  # OpenAI-style function declarations
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class CountTokens:
     id: int
     messages: list[Json] = field(default_factory=list)
     enable_thinking: bool = False
+    tools: list[Json] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Tokenize:
     id: int
     messages: list[Json] = field(default_factory=list)
     enable_thinking: bool = False
+    tools: list[Json] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ pieces with special tokens parsed and the content pieces without.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Segment = tuple[str, bool]  # (text, came from content)
@@ -18,41 +19,64 @@ Segment = tuple[str, bool]  # (text, came from content)
 _MARK_CANDIDATES = [chr(c) for c in range(0xE000, 0xE100)]
 
 
-def _content_strings(messages: Sequence[Mapping[str, Any]]) -> Iterable[str]:
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            yield content
-        elif isinstance(content, Sequence):
-            for part in content:
-                if isinstance(part, Mapping) and part.get("type") == "text":
-                    yield str(part.get("text", ""))
+def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """`value` with `fn` applied to every string inside it (dict keys stay as they are)."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, Mapping):
+        return {k: _map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, fn) for v in value]
+    return value
+
+
+def _map_message(message: Mapping[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    copy = dict(message)
+    content = message.get("content")
+    if isinstance(content, list):  # parts: only text parts carry text
+        copy["content"] = [
+            {**part, "text": fn(str(part.get("text", "")))}
+            if isinstance(part, Mapping) and part.get("type") == "text"
+            else part
+            for part in content
+        ]
+    elif content is not None:  # a string, or a tool's structured result
+        copy["content"] = _map_strings(content, fn)
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):  # the arguments of calls are text the template writes out
+        copy["tool_calls"] = [_map_call(call, fn) for call in calls]
+    return copy
+
+
+def _map_call(call: Any, fn: Callable[[str], str]) -> Any:
+    function = call.get("function") if isinstance(call, Mapping) else None
+    if not isinstance(function, Mapping):
+        return call
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):  # OpenAI clients send JSON text; the template needs the object
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return call
+    return {**call, "function": {**function, "arguments": _map_strings(arguments, fn)}}
 
 
 def choose_marks(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """Two characters that appear in no content of these messages."""
-    used = set("".join(_content_strings(messages)))
+    used: set[str] = set()
+
+    def collect(text: str) -> str:
+        used.update(text)
+        return text
+
+    map_contents(messages, collect)
     free = [c for c in _MARK_CANDIDATES if c not in used]
     return free[0], free[1]
 
 
 def map_contents(messages: Sequence[Mapping[str, Any]], fn: Callable[[str], str]) -> list[dict[str, Any]]:
-    """Copies of the messages with `fn` applied to every piece of content text."""
-    mapped: list[dict[str, Any]] = []
-    for message in messages:
-        copy = dict(message)
-        content = message.get("content")
-        if isinstance(content, str):
-            copy["content"] = fn(content)
-        elif isinstance(content, Sequence):
-            copy["content"] = [
-                {**part, "text": fn(str(part.get("text", "")))}
-                if isinstance(part, Mapping) and part.get("type") == "text"
-                else part
-                for part in content
-            ]
-        mapped.append(copy)
-    return mapped
+    """Copies of the messages with `fn` applied to every piece of text people or tools wrote."""
+    return [_map_message(message, fn) for message in messages]
 
 
 def wrap_contents(messages: Sequence[Mapping[str, Any]], marks: tuple[str, str]) -> list[dict[str, Any]]:

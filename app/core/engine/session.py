@@ -22,6 +22,7 @@ class EngineSession:
 
     def __init__(self, engine: LlamaEngine) -> None:
         self.engine = engine
+        self.tools: list[dict[str, Any]] = []  # declarations offered in the request being served
 
     def load(self, request: LoadModel, on_progress: Callable[[float], None]) -> ModelInfo:
         n_gpu_layers = request.n_gpu_layers
@@ -66,6 +67,7 @@ class EngineSession:
                 bos_token=self.engine.bos_text,
                 eos_token=self.engine.eos_text,
                 add_generation_prompt=generation,
+                tools=self.tools or None,
             )
         except Exception as exc:  # noqa: BLE001 - any template error is the model's fault: say so
             raise EngineError("input", f"The model's chat template failed: {exc}") from exc
@@ -96,6 +98,7 @@ class EngineSession:
     def generate(self, request: Generate, on_piece: Callable[[str], None]) -> GenerationStats:
         self._require_model()
         messages = request.messages
+        self.tools = request.tools
         if not request.cache:
             self.engine.forget_cache()
         if _has_media(messages):
@@ -109,14 +112,18 @@ class EngineSession:
             tokens, checkpoint = self.prompt_tokens(messages, request.enable_thinking)
         return self.engine.generate_tokens(tokens, request.params, on_piece, checkpoint_at=checkpoint)
 
-    def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool) -> int:
+    def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool,
+                     tools: list[dict[str, Any]] | None = None) -> int:
         self._require_model()
+        self.tools = tools or []
         tokens, _ = self.prompt_tokens(messages, enable_thinking)
         return len(tokens)
 
-    def token_list(self, messages: list[dict[str, Any]], enable_thinking: bool) -> list[TokenInfo]:
+    def token_list(self, messages: list[dict[str, Any]], enable_thinking: bool,
+                   tools: list[dict[str, Any]] | None = None) -> list[TokenInfo]:
         """The exact tokens a generation would feed (text-only prompts)."""
         self._require_model()
+        self.tools = tools or []
         if _has_media(messages):
             raise EngineError("input", "Tokenizing prompts with images or audio is not supported.")
         tokens, _ = self.prompt_tokens(messages, enable_thinking)
