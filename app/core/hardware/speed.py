@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ def hardware_signature(gpu_names: tuple[str, ...] = ()) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def measure_bandwidth(seconds: float = 0.3, mib: int = 64) -> float:
+def measure_bandwidth(seconds: float = 0.3, mib: int = 64,
+                      clock: Callable[[], float] = time.perf_counter) -> float:
     """Best copy rate (read + write bytes per second) of a buffer larger than the caches."""
     import numpy as np
 
@@ -105,14 +107,15 @@ def measure_bandwidth(seconds: float = 0.3, mib: int = 64) -> float:
     runs = 0
     # At least a few runs: a busy machine may stretch one copy past the time budget.
     while runs < 3 or time.perf_counter() < end:
-        t = time.perf_counter()
+        t = clock()
         np.copyto(dst, src)
-        best = max(best, 2 * src.nbytes / (time.perf_counter() - t))
+        best = max(best, 2 * src.nbytes / max(clock() - t, 1e-9))
         runs += 1
     return best
 
 
-def measure_core(seconds: float = 0.1) -> tuple[float, float]:
+def measure_core(seconds: float = 0.1,
+                 clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
     """(bytes/s, FLOP/s) of one core: an f32 dot product over a cache-sized vector."""
     import numpy as np
 
@@ -122,9 +125,9 @@ def measure_core(seconds: float = 0.1) -> tuple[float, float]:
     end = time.perf_counter() + seconds
     runs = 0
     while runs < 3 or time.perf_counter() < end:
-        t = time.perf_counter()
+        t = clock()
         float(np.dot(a, b))
-        best = max(best, 2 * a.nbytes / (time.perf_counter() - t))
+        best = max(best, 2 * a.nbytes / max(clock() - t, 1e-9))
         runs += 1
     return best, best / 4  # two floats (8 bytes) give two FLOPs
 
