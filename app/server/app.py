@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -70,11 +71,24 @@ def _usage(stats: GenerationStats) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": stats.cached_tokens}}
 
 
+class Live:
+    """Generations the engine is running now (ended by the engine's own Done, not the client)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+
+
 class _Run:
     """One generation seen from the event loop: engine events arrive on an asyncio queue."""
 
-    def __init__(self, engine: EnginePort, request: GenRequest, stops: list[str]) -> None:
-        self.engine, self.request = engine, request
+    def __init__(self, engine: EnginePort, request: GenRequest, stops: list[str],
+                 live: Live, http: Request) -> None:
+        self.engine, self.request, self.live, self.http = engine, request, live, http
         self.matcher = StopMatcher(stops)
         self.stats = GenerationStats()
         self.req_id: int | None = None
@@ -86,9 +100,21 @@ class _Run:
         queue: asyncio.Queue[PortEvent] = asyncio.Queue()
 
         def sink(event: PortEvent) -> None:
+            if not isinstance(event, Delta):
+                self.live.add(-1)
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        self.req_id = self.engine.generate(self.request, sink)
+        req_id = self.req_id = self.engine.generate(self.request, sink)
+        self.live.add(1)
+
+        async def watch() -> None:
+            # uvicorn swallows writes to a closed socket, so the way to see a client leave is its
+            # http.disconnect message: the engine is told at once, even while no text is due.
+            while (await self.http.receive()).get("type") != "http.disconnect":
+                pass
+            self.engine.stop(req_id)
+
+        watcher = asyncio.create_task(watch())
         try:
             while True:
                 event = await queue.get()
@@ -110,14 +136,16 @@ class _Run:
                 yield event
                 return
         finally:
-            if not self.ended:  # the client went away (or the handler failed): stop at once
-                self.engine.stop(self.req_id)
+            watcher.cancel()
+            if not self.ended:  # the handler failed or was cancelled: stop at once
+                self.engine.stop(req_id)
 
 
 def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
     """The FastAPI app; `engine` already has its model loaded."""
     api = FastAPI(title="Gemma Desktop", docs_url=None, redoc_url=None, openapi_url=None)
     config.media_dir.mkdir(parents=True, exist_ok=True)
+    live = Live()
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -151,8 +179,8 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
 
     @api.get("/health")
     @api.get("/v1/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "generating": live.count}
 
     @api.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -174,15 +202,16 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
         gen = GenRequest(engine_messages(body.messages, config.media_dir),
                          thinking_enabled(body.reasoning_effort, body.chat_template_kwargs),
                          sampling(body, grammar))
-        return await _respond(_Run(engine, gen, stop_list(body.stop)), body.stream,
+        return await _respond(_Run(engine, gen, stop_list(body.stop), live, request), body.stream,
                               bool(body.stream_options and body.stream_options.include_usage),
                               body.model or loaded_id(), chat=True)
 
     @api.post("/v1/completions", response_model=None)
-    async def completions(body: CompletionRequest) -> JSONResponse | StreamingResponse:
+    async def completions(body: CompletionRequest,
+                          request: Request) -> JSONResponse | StreamingResponse:
         check_model(body.model)
         gen = GenRequest(prompt=body.prompt, params=sampling(body, body.grammar))
-        return await _respond(_Run(engine, gen, stop_list(body.stop)), body.stream,
+        return await _respond(_Run(engine, gen, stop_list(body.stop), live, request), body.stream,
                               bool(body.stream_options and body.stream_options.include_usage),
                               body.model or loaded_id(), chat=False)
 
