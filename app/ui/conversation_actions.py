@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.storage.settings import PRESETS
+from app.services.operations import Operation, user_message
 
 log = logging.getLogger(__name__)
 
@@ -77,32 +78,17 @@ def import_conversation(store: Any, source: Path) -> Any:
     return store.import_json(data, source.parent)
 
 
-class TransferJob(QThread):
-    """Runs one export or import off the GUI thread."""
+def transfer_job(work: Callable[[], Any], describe: str, parent: QObject | None = None) -> Operation:
+    """One export or import off the GUI thread; sig_succeeded carries the Path or the Conversation."""
 
-    sig_progress = Signal(float)
-    sig_finished = Signal(object)  # export: the written Path; import: the new Conversation
-    sig_failed = Signal(str)
+    def failure(exc: BaseException) -> str:
+        if isinstance(exc, OSError):
+            return (f"The {describe} failed: {exc.strerror or exc}. Check that the folder exists "
+                    "and is writable, then try again.")
+        return user_message(exc)
 
-    def __init__(self, work: Callable[[], Any], describe: str, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._work = work
-        self._describe = describe  # "export" / "import", for the error message
-
-    def run(self) -> None:
-        self.sig_progress.emit(0.0)
-        try:
-            result = self._work()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message for the user
-            log.exception("conversation %s failed", self._describe)
-            message = getattr(exc, "user_message", None) or str(exc) or exc.__class__.__name__
-            if isinstance(exc, OSError):
-                message = (f"The {self._describe} failed: {exc.strerror or exc}. Check that the "
-                           "folder exists and is writable, then try again.")
-            self.sig_failed.emit(message)
-            return
-        self.sig_progress.emit(1.0)
-        self.sig_finished.emit(result)
+    return Operation(lambda ctx: work(), name=f"conversation-{describe}", failure_message=failure,
+                     parent=parent)
 
 
 # ---- per-conversation overrides -----------------------------------------------------------
@@ -169,7 +155,7 @@ class ConversationActions(QObject):
         self._store = store
         self._settings = settings
         self._parent = parent_widget
-        self.job: TransferJob | None = None
+        self.job: Operation | None = None
         self.choose_export_path: Callable[[str], str | None] = self._ask_export_path
         self.choose_import_path: Callable[[], str | None] = self._ask_import_path
         self.edit_overrides_dialog: Callable[[ConversationSettingsDialog], bool] = (
@@ -191,7 +177,7 @@ class ConversationActions(QObject):
         if not target.suffix:
             target = target.with_suffix(".md")
         store = self._store
-        return self._run(TransferJob(lambda: export_conversation(store, conversation_id, target),
+        return self._run(transfer_job(lambda: export_conversation(store, conversation_id, target),
                                      "export", self))
 
     def import_(self) -> bool:
@@ -202,7 +188,7 @@ class ConversationActions(QObject):
         if not path:
             return False
         store = self._store
-        return self._run(TransferJob(lambda: import_conversation(store, Path(path)), "import", self))
+        return self._run(transfer_job(lambda: import_conversation(store, Path(path)), "import", self))
 
     def edit_overrides(self, conversation_id: Any) -> bool:
         """The conversation's own system prompt and preset (a small dialog)."""
@@ -229,9 +215,9 @@ class ConversationActions(QObject):
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _run(self, job: TransferJob) -> bool:
+    def _run(self, job: Operation) -> bool:
         self.job = job
-        job.sig_finished.connect(self._on_job_finished)
+        job.sig_succeeded.connect(self._on_job_finished)
         job.sig_failed.connect(self._on_job_failed)
         job.start()
         return True

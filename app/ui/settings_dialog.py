@@ -299,7 +299,7 @@ class SettingsDialog(QDialog):
         dialog.canceled.connect(self._move_job.cancel)
         self._move_dialog = dialog
         self._move_job.sig_progress.connect(lambda f: dialog.setValue(int(f * 1000)))
-        self._move_job.sig_finished.connect(self._on_move_finished)
+        self._move_job.sig_succeeded.connect(self._on_move_finished)
         self._move_job.sig_failed.connect(self._on_move_failed)
         self._move_job.start()
 

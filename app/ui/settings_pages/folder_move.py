@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QThread, Signal
+from app.services.operations import OpContext, Operation
 
 log = logging.getLogger(__name__)
 
@@ -158,34 +158,23 @@ def _rewrite_manifest(folder: Path, old: Path, new: Path) -> None:
     os.replace(tmp, path)
 
 
-class FolderMoveJob(QThread):
-    """move_folder on a worker thread: sig_progress(fraction), sig_finished(new path), sig_failed."""
-
-    sig_progress = Signal(float)
-    sig_finished = Signal(str)
-    sig_failed = Signal(str)
+class FolderMoveJob(Operation):
+    """move_folder in the background: sig_progress(fraction), sig_succeeded(new path), sig_failed."""
 
     def __init__(self, kind: str, source: Path, target: Path, exclude: tuple[Path, ...] = ()) -> None:
-        super().__init__()
-        self.setObjectName(f"settings-move-{kind}")
+        super().__init__(self._move, name=f"settings-move-{kind}", failure_message=self._message)
         self.kind = kind
         self.source, self.target, self.exclude = source, target, exclude
-        self._cancel = threading.Event()
 
-    def cancel(self) -> None:
-        self._cancel.set()
+    def _move(self, ctx: OpContext) -> str:
+        move_folder(self.source, self.target, self.exclude,
+                    lambda d, t: ctx.progress(d / t if t else 1.0), ctx.cancel_event)
+        return str(self.target)
 
-    def run(self) -> None:
-        try:
-            move_folder(self.source, self.target, self.exclude,
-                        lambda d, t: self.sig_progress.emit(d / t if t else 1.0), self._cancel)
-            self.sig_finished.emit(str(self.target))
-        except MoveError as exc:
-            self.sig_failed.emit(str(exc))
-        except OSError as exc:
-            log.exception("moving %s to %s failed", self.source, self.target)
-            self.sig_failed.emit(f"The files could not be moved to {self.target}: "
-                                 f"{exc.strerror or exc}. They stay in {self.source}.")
-        except Exception as exc:  # noqa: BLE001 - a worker never dies silently
-            log.exception("moving %s failed", self.source)
-            self.sig_failed.emit(f"The files could not be moved: {exc}. They stay in {self.source}.")
+    def _message(self, exc: BaseException) -> str:
+        if isinstance(exc, MoveError):
+            return str(exc)
+        if isinstance(exc, OSError):
+            return (f"The files could not be moved to {self.target}: {exc.strerror or exc}. "
+                    f"They stay in {self.source}.")
+        return f"The files could not be moved: {exc}. They stay in {self.source}."

@@ -13,9 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QThread, Signal
-
 from app.core.hardware.memory import ModelShape
+from app.services.operations import OpContext, Operation
 
 log = logging.getLogger(__name__)
 
@@ -124,31 +123,15 @@ def facts_for(path: str) -> ModelFacts:
     return facts
 
 
-class ModelFactsJob(QThread):
-    """Reads the headers of some model files; one sig_item per file, then sig_finished."""
-
-    sig_item = Signal(object)  # ModelFacts
-    sig_progress = Signal(float)
-    sig_finished = Signal()
-    sig_failed = Signal(str)
+class ModelFactsJob(Operation):
+    """Reads the headers of some model files in the background: one sig_item per file."""
 
     def __init__(self, paths: list[str]) -> None:
-        super().__init__()
-        self.setObjectName("settings-model-facts")
+        super().__init__(self._read, name="settings-model-facts")
         self._paths = list(dict.fromkeys(paths))
-        self._cancel = threading.Event()
 
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:
-        try:
-            for index, path in enumerate(self._paths):
-                if self._cancel.is_set():
-                    break
-                self.sig_item.emit(facts_for(path))
-                self.sig_progress.emit((index + 1) / max(1, len(self._paths)))
-            self.sig_finished.emit()
-        except Exception as exc:  # noqa: BLE001 - a worker never dies silently
-            log.exception("model facts job failed")
-            self.sig_failed.emit(str(exc))
+    def _read(self, ctx: OpContext) -> None:
+        for index, path in enumerate(self._paths):
+            ctx.check()
+            ctx.item(facts_for(path))
+            ctx.progress((index + 1) / max(1, len(self._paths)))
