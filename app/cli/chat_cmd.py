@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default=None,
                    help="base URL of an OpenAI-compatible server; --model then names its model")
     p.add_argument("--api-key", default=None, help="the server's API key (or $GEMMA_DESKTOP_API_KEY)")
+    p.add_argument("--mcp-config", type=Path, default=None,
+                   help='offer the tools of these MCP servers ({"mcpServers": {…}}) to the model')
+    p.add_argument("--allow-tools", action="store_true",
+                   help="run the model's tool calls without asking (default: ask at the terminal)")
+    p.add_argument("--max-tool-steps", type=int, default=8,
+                   help="tool-call rounds the model may make in one turn")
     return p
 
 
@@ -167,6 +173,7 @@ def _converse(args: argparse.Namespace, turns: list[_Turn], printer: _Printer, t
     from app.core.engine.messages import LoadModel
     from app.core.engine.records import EngineError, SamplingParams
     from app.core.storage.history import HistoryStore
+    from app.core.tools.config import McpConfigError
 
     wants_images = any(t.images for t in turns)
     wants_audio = any(t.audio for t in turns)
@@ -179,8 +186,15 @@ def _converse(args: argparse.Namespace, turns: list[_Turn], printer: _Printer, t
     store = HistoryStore(tmp / "history.db", tmp / "attachments")
     session = ChatSession(store)
     conversation = store.create_conversation().id
+    tools = None
     with BlockingEngine(log_path=paths.log_dir() / "engine.log") as engine:
         try:
+            if args.mcp_config is not None:
+                from app.cli.chat_tools import CliTools
+
+                tools = CliTools(args.mcp_config, allow_all=args.allow_tools,
+                                 emit=printer.out if args.json else None,
+                                 max_steps=args.max_tool_steps)
             engine.start()
             info = engine.load(LoadModel(str(args.model), str(mmproj) if mmproj else None,
                                          args.ctx, args.n_gpu_layers, args.threads))
@@ -197,8 +211,12 @@ def _converse(args: argparse.Namespace, turns: list[_Turn], printer: _Printer, t
                 attachments += [_attachment(p, "audio") for p in turn.audio]
                 _user, placeholder = session.send(conversation, turn.text, attachments, model=info.name)
                 messages = session.engine_messages(conversation, placeholder.parent_id, args.system)
-                reply = engine.generate(messages, args.think, params, cache=not args.no_prompt_cache,
-                                        on_delta=printer.delta)
+                if tools is not None:
+                    reply = tools.answer(engine, messages, args.think, params, printer.delta,
+                                         cache=not args.no_prompt_cache)
+                else:
+                    reply = engine.generate(messages, args.think, params,
+                                            cache=not args.no_prompt_cache, on_delta=printer.delta)
                 assert reply.stats is not None
                 status = "stopped" if reply.stats.stopped else "complete"
                 session.finish(placeholder.id, reply.answer.strip(), reply.thinking.strip(), status)
@@ -207,6 +225,10 @@ def _converse(args: argparse.Namespace, turns: list[_Turn], printer: _Printer, t
                     break
         except EngineError as exc:
             return printer.error(exc.message)
+        except McpConfigError as exc:
+            return printer.error(f"--mcp-config: {exc}")
         finally:
+            if tools is not None:
+                tools.close()
             store.close()
     return 0
