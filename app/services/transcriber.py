@@ -16,6 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.core.download.store import is_projector
 from app.core.engine.records import Reply
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class TranscriptionModel:
 def find_transcription_model(installed: Iterable[Any], catalog: Any) -> TranscriptionModel | None:
     """The smallest installed E-series model that has its projector installed too, or None."""
     entries = list(installed)
-    projectors = [m for m in entries if Path(m.filename).name.lower().startswith("mmproj")]
+    projectors = [m for m in entries if is_projector(m.filename)]
     best: tuple[int, TranscriptionModel] | None = None
     for m in entries:
         if m in projectors:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.media.durations import clock
 from app.ui import theme
 
 COMPOSER_THUMB = 64
@@ -57,12 +58,6 @@ def load_thumbnail(path: str | os.PathLike[str], side: int) -> QPixmap:
     if len(_thumb_cache) > _CACHE_SIZE:
         _thumb_cache.popitem(last=False)
     return pixmap
-
-
-def format_duration(seconds: float) -> str:
-    """'0:07' for a clip length."""
-    whole = max(0, int(round(seconds)))
-    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def _painted_icon(kind: str, color_name: str, size: int = 16) -> QIcon:
@@ -258,7 +253,7 @@ class AudioChip(QFrame):
         self.play_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.play_button.clicked.connect(self._on_play_button_clicked)
         row.addWidget(self.play_button)
-        text = name if duration is None else f"{name} · {format_duration(duration)}"
+        text = name if duration is None else f"{name} · {clock(duration)}"
         self.label = QLabel(text, self)
         self.label.setObjectName("AudioChipText")
         row.addWidget(self.label)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
+from app.core.engine.messages import DEFAULT_N_CTX
 from app.core.hardware.speed import record_answer_speed
 from app.ui import shortcuts, theme
 from app.ui.banner import NoticeBanner
@@ -253,7 +254,7 @@ class MainWindow(QMainWindow):
         if wiring is not None and getattr(self._client, "model_info", None):
             # A model runs: the ModelSwitcher asks before cutting off an answer and brings this
             # model back if the new one fails to load.
-            if not wiring.switcher.switch(path, mmproj, int(kwargs.get("n_ctx", 8192)),
+            if not wiring.switcher.switch(path, mmproj, int(kwargs.get("n_ctx", DEFAULT_N_CTX)),
                                           kwargs.get("n_gpu_layers")):
                 self._on_client_loaded(self._client.model_info)  # declined: nothing changed
                 return

@@ -20,7 +20,8 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core.catalog import Catalog, Entry, add_user_repo, load_catalog, refresh_from_hub
 from app.core.download import AuthRequiredError, ModelStore, env_offline
-from app.core.download.store import LOCAL_REPO, InstalledModel
+from app.core.download.store import LOCAL_REPO, InstalledModel, is_projector
+from app.core.engine.messages import DEFAULT_N_CTX
 from app.core.hardware.devices import ram_bytes
 from app.core.hardware.memory import Options
 from app.core.hardware.planner import Candidate, Machine, Plan, catalog_candidates, fit, recommend
@@ -31,7 +32,6 @@ from app.services.hardware_probe import HardwareProbe
 log = logging.getLogger(__name__)
 
 PAIRS_FILE = "local_projectors.json"  # imported model file name -> imported projector file name
-DEFAULT_CTX = 8192
 
 
 class BackgroundTask(QObject):
@@ -169,7 +169,7 @@ class ModelsContext(QObject):
 
     def context_length(self) -> int:
         value = getattr(self.settings, "n_ctx", None)
-        return value if isinstance(value, int) and value > 0 else DEFAULT_CTX
+        return value if isinstance(value, int) and value > 0 else DEFAULT_N_CTX
 
     # ----- files ---------------------------------------------------------------------------
 
@@ -251,7 +251,7 @@ class ModelsContext(QObject):
         proj = set(self._pairs().values())
         return [m for m in self.store.installed()
                 if m.repo_id == LOCAL_REPO and m.filename not in proj
-                and not m.filename.lower().startswith("mmproj")]
+                and not is_projector(m.filename)]
 
     def local_projector(self, model: InstalledModel) -> str | None:
         name = self._pairs().get(model.filename)
@@ -282,7 +282,7 @@ class ModelsContext(QObject):
             info = validate_model(source)
             projector = None
             for cand in sorted(source.parent.glob("*.gguf")):
-                if cand != source and "mmproj" in cand.name.lower():
+                if cand != source and is_projector(cand.name):
                     try:
                         validate_projector(info, cand)
                     except ValidationError:

@@ -7,17 +7,9 @@ import time
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
+from app.core.media.durations import spoken
 from app.ui import theme
 from app.ui.markdown_view import TextView
-
-
-def format_duration(seconds: float) -> str:
-    """'3 s', '1 min 5 s' — whole seconds, never '0 s' once something was thought."""
-    whole = max(1, int(round(seconds)))
-    if whole < 60:
-        return f"{whole} s"
-    minutes, rest = divmod(whole, 60)
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
 class ThinkingBlock(QWidget):
@@ -156,7 +148,7 @@ class ThinkingBlock(QWidget):
             elapsed = time.monotonic() - self._started_at
             return f"Thinking… {int(elapsed)} s" if elapsed >= 1 else "Thinking…"
         if self._seconds is not None:
-            return f"Thought for {format_duration(self._seconds)}"
+            return f"Thought for {spoken(self._seconds)}"
         return "Thoughts"
 
     def _update_header(self) -> None:

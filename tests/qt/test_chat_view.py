@@ -5,11 +5,11 @@ from __future__ import annotations
 from PySide6.QtGui import QGuiApplication
 
 from app.core.chat.session import ChatSession
+from app.core.media.durations import spoken as format_duration
 from app.core.storage.history import HistoryStore
 from app.ui.chat_view import ChatView
 from app.ui.markdown_view import CodeBlockWidget, Segment, TextView, split_markdown
 from app.ui.messages import AssistantMessageWidget
-from app.ui.thinking_block import format_duration
 from tests.qt.screenshots import settle
 
 

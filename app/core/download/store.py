@@ -245,6 +245,11 @@ class ModelStore:
         os.replace(tmp, path)
 
 
+def is_projector(filename: str) -> bool:
+    """Whether a GGUF file name is a multimodal projector (llama.cpp's "mmproj-…" naming)."""
+    return filename.replace("\\", "/").rsplit("/", 1)[-1].lower().startswith("mmproj")
+
+
 def _plain_relative(name: str) -> bool:
     """A relative path of plain parts: not absolute, no "..", no empty or "." part, no NUL."""
     if not name or "\0" in name or "\\" in name or name.startswith("/"):

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from app.core.media.durations import spoken
 from app.core.media.errors import MAX_CLIP_SECONDS, NO_SOUND_MESSAGE, MediaError, SilenceError
 from app.core.media.resample import resample
 from app.core.media.store import read_source, sha256_hex, store_attachment
@@ -93,7 +94,7 @@ def load_audio(
     length = info.frames / info.samplerate
     if length > max_seconds + 0.05:
         raise MediaError(
-            f"\u201c{label}\u201d is {_format_duration(length)} long \u2014 audio clips can be at "
+            f"\u201c{label}\u201d is {spoken(length)} long \u2014 audio clips can be at "
             f"most {max_seconds:g} seconds; cut it shorter first."
         )
     try:
@@ -227,8 +228,3 @@ def is_silent(samples: npt.NDArray[Any], floor_dbfs: float = SILENCE_FLOOR_DBFS)
     return loudest_frame_dbfs(samples) < floor_dbfs
 
 
-def _format_duration(seconds: float) -> str:
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole} seconds"
-    return f"{whole // 60}:{whole % 60:02d} minutes"
