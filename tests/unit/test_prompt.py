@@ -176,3 +176,44 @@ def test_plain_prompt_shape() -> None:
 
 def test_plain_prompt_without_system() -> None:
     assert plain_prompt([{"role": "user", "content": "Hi"}]) == "User: Hi\n\nAssistant:"
+
+
+def _tool_turn(thinking: str, arguments: object, call_id: str = "c1") -> dict:
+    call = {"id": call_id, "type": "function", "function": {"name": "f", "arguments": arguments}}
+    return {"role": "assistant", "content": "", "thinking": thinking, "tool_calls": [call]}
+
+
+def test_thinking_of_tool_call_turns_is_kept_only_after_the_last_user_turn() -> None:
+    messages = [
+        {"role": "user", "content": "first"},
+        _tool_turn("old plan", {"a": 1}),
+        {"role": "tool", "tool_call_id": "c1", "content": "r1"},
+        {"role": "assistant", "content": "<|channel>thought\nhidden<channel|>done"},
+        {"role": "user", "content": "second"},
+        _tool_turn("new plan", '{"a": 2}', "c2"),
+        {"role": "tool", "tool_call_id": "c2", "content": "r2"},
+    ]
+    out = render(messages, thinking=True)
+    assert "old plan" not in out and "hidden" not in out
+    assert out.endswith(
+        "<|turn>user\nsecond<turn|>\n<|turn>model\n<|channel>thought\nnew plan\n<channel|>"
+        "<|tool_call>call:f{a:2}<tool_call|>"
+        '<|tool_response>response:f{value:<|"|>r2<|"|>}<tool_response|>'
+    )
+    assert '<|tool_call>call:f{a:1}<tool_call|><|tool_response>response:f{value:<|"|>r1<|"|>}' in out
+
+
+def test_object_results_render_by_key_and_mixed_results_keep_their_order() -> None:
+    turn = _tool_turn("", {"a": 1})
+    turn["tool_calls"].append({"id": "c2", "function": {"name": "g", "arguments": {}}})
+    messages = [
+        {"role": "user", "content": "go"},
+        turn,
+        {"role": "tool", "tool_call_id": "c1", "content": {"error": 'bad "x"', "n": [1, None]}},
+        {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "ok"}]},
+    ]
+    out = render(messages, thinking=False, add_generation_prompt=True)
+    assert out.endswith(
+        '<|tool_response>response:f{error:<|"|>bad "x"<|"|>,n:[1,None]}<tool_response|>'
+        '<|tool_response>response:g{value:<|"|>ok<|"|>}<tool_response|>'
+    )
