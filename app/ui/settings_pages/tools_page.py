@@ -205,9 +205,12 @@ class ToolsPage(SettingsPage):
         rows = []
         for i in range(self.tree.topLevelItemCount()):
             top = self.tree.topLevelItem(i)
+            assert top is not None
+            children = [top.child(j) for j in range(top.childCount())]
             tools = [
-                (top.child(j).text(0), top.child(j).checkState(0) == Qt.CheckState.Checked)
-                for j in range(top.childCount())
+                (c.text(0), c.checkState(0) == Qt.CheckState.Checked)
+                for c in children
+                if c is not None
             ]
             rows.append((top.text(0), top.text(1), tools))
         return rows
