@@ -17,7 +17,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication
 
-from app.core.chat.session import ChatSession
 from app.core.storage.history import HistoryStore
 from app.core.storage.records import Attachment
 from app.core.storage.settings import PRESETS
@@ -28,19 +27,9 @@ from tests.qt.screenshots import FakeEngineClient, make_settings, save
 
 
 @pytest.fixture
-def env(qtbot, tmp_path: Path):
-    store = HistoryStore(tmp_path / "history.db")
-    session = ChatSession(store)
-    client = FakeEngineClient()
-    settings = make_settings(enable_thinking=False, system_prompt="Be brief.")
-    window = MainWindow(settings, store, session, client)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    client.loaded()
-    yield window, client, store, session
-    window.close()
-    store.close()
+def env(window_env):
+    e = window_env(make_settings(enable_thinking=False, system_prompt="Be brief."), loaded=True)
+    return e.window, e.client, e.store, e.session
 
 
 def _send(qtbot, window: MainWindow, text: str) -> None:
@@ -344,7 +333,9 @@ def test_every_focusable_control_has_a_name_and_tab_follows_the_layout(qtbot, en
     _answer(client, "Again")
     window.banner.show_notice("Heads up", "Something to read", "Do it", "x")
     window.composer.set_text("draft")  # Send is enabled only with something to send
-    qtbot.wait(500)  # the transcript re-chains its controls shortly after the layout changes
+    # The transcript re-chains its controls on a coalescing timer after the layout changes.
+    QApplication.processEvents()  # deliver the pending layout requests that start the timer
+    qtbot.waitUntil(lambda: not window.chat_view._tab_timer.isActive(), timeout=5000)
     focusable = shortcuts.focusable_widgets(window)
     assert len(focusable) > 10
     missing = [f"{type(w).__name__}({w.objectName()})" for w in shortcuts.unnamed(focusable)]

@@ -6,31 +6,18 @@ window does with the engine's signals; the real engine is exercised in tests/e2e
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QLineEdit
 
-from app.core.chat.session import ChatSession
-from app.core.storage.history import HistoryStore
 from app.ui.main_window import MainWindow
-from tests.qt.screenshots import MODEL_INFO, FakeEngineClient, make_settings
+from tests.qt.screenshots import MODEL_INFO, make_settings
 
 
 @pytest.fixture
-def env(qtbot, tmp_path: Path):
-    store = HistoryStore(tmp_path / "history.db")
-    session = ChatSession(store)
-    client = FakeEngineClient()
-    settings = make_settings(enable_thinking=True, system_prompt="Be brief.")
-    window = MainWindow(settings, store, session, client)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    yield window, client, store, settings
-    window.close()
-    store.close()
+def env(window_env):
+    e = window_env(make_settings(enable_thinking=True, system_prompt="Be brief."))
+    return e.window, e.client, e.store, e.settings
 
 
 def _send(qtbot, window: MainWindow, text: str) -> None:

@@ -21,6 +21,7 @@ from app.core.storage.history import HistoryStore
 from app.core.storage.settings import Settings, default_path
 from app.ui.main_window import MainWindow
 from tests.fixtures.pulse import pulse  # noqa: F401 - the fixture
+from tests.fixtures.window import NoModels
 from tests.qt.screenshots import MODEL_INFO, FakeEngineClient
 
 # Qt Multimedia finds PulseAudio only if it runs before the Voice page first asks for devices.
@@ -28,29 +29,13 @@ pytestmark = pytest.mark.usefixtures("pulse")
 
 
 @pytest.fixture
-def env(qtbot, tmp_path: Path):
-    store = HistoryStore(tmp_path / "history.db")
-    client = FakeEngineClient()
+def env(window_env):
     settings = Settings(system_prompt="Be brief.", theme="light")
-    window = MainWindow(settings, store, ChatSession(store), client)
+    e = window_env(settings, loaded=True, no_models=True,
+                   machine=Machine.hypothetical(vram_gib=0, ram_gib=16))
     # The theme manager is one per application: undo what an earlier test applied.
-    window.theme_manager.apply(theme=settings.theme, text_scale=settings.text_scale)
-    window.settings_wiring.machine = Machine.hypothetical(vram_gib=0, ram_gib=16)
-    window.settings_wiring._model_store = _NoModels()
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    client.loaded()
-    yield window, client, settings
-    window.close()
-    store.close()
-
-
-class _NoModels:
-    """An empty models folder (the dialog lists the current model and the ones a test adds)."""
-
-    def installed(self) -> list:
-        return []
+    e.window.theme_manager.apply(theme=settings.theme, text_scale=settings.text_scale)
+    return e.window, e.client, settings
 
 
 def _open(qtbot, window: MainWindow):
@@ -232,7 +217,7 @@ def test_moving_the_data_folder_takes_the_history_along_and_keeps_chatting(
     client = FakeEngineClient()
     window = MainWindow(Settings(), store, ChatSession(store), client)
     window.settings_wiring.machine = Machine.hypothetical(vram_gib=0, ram_gib=16)
-    window.settings_wiring._model_store = _NoModels()
+    window.settings_wiring._model_store = NoModels()
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
