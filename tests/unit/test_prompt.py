@@ -217,3 +217,9 @@ def test_object_results_render_by_key_and_mixed_results_keep_their_order() -> No
         '<|tool_response>response:f{error:<|"|>bad "x"<|"|>,n:[1,None]}<tool_response|>'
         '<|tool_response>response:g{value:<|"|>ok<|"|>}<tool_response|>'
     )
+
+
+def test_invalid_tool_call_arguments_are_a_template_error() -> None:
+    messages = [{"role": "user", "content": "go"}, _tool_turn("", "{not json")]
+    with pytest.raises(ChatTemplateError, match="tool call in the conversation is not valid"):
+        render(messages, thinking=False)

@@ -165,14 +165,17 @@ def render_prompt(
     A "tool" message's content may be a dict: it renders as the object's own keys.
     """
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
-    prepared = _attach_object_results(
-        [
-            _prepare_assistant(m, keep_reasoning=i > last_user)
-            if m.get("role") == "assistant"
-            else dict(m)
-            for i, m in enumerate(messages)
-        ]
-    )
+    try:
+        prepared = _attach_object_results(
+            [
+                _prepare_assistant(m, keep_reasoning=i > last_user)
+                if m.get("role") == "assistant"
+                else dict(m)
+                for i, m in enumerate(messages)
+            ]
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ChatTemplateError(f"A tool call in the conversation is not valid ({exc}).") from exc
     try:
         template = _compile(chat_template)
         return template.render(
