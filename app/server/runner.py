@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -93,5 +94,6 @@ def serve(options: ServeOptions) -> int:
     finally:
         sock.close()
         engine.close()
+        shutil.rmtree(paths.cache_dir() / "server-media", ignore_errors=True)  # clients' media
         sys.stdout.flush()
     return 0
