@@ -14,12 +14,8 @@ from app.core.download.errors import (
     OfflineError,
     UnsafeNameError,
 )
-from app.core.download.fetch import (
-    Downloader,
-    RetryPolicy,
-    sha256_file,
-    verify_file,
-)
+from app.core.download.fetch import Downloader, RetryPolicy
+from app.core.download.hashing import sha256_file, verify_file
 from app.core.download.hub import (
     HubClient,
     RemoteEntry,

@@ -20,12 +20,8 @@ from app.core.download.errors import (
     DownloadError,
     UnsafeNameError,
 )
-from app.core.download.fetch import (
-    DISK_RESERVE,
-    HASH_BLOCK,
-    Downloader,
-    sha256_file,
-)
+from app.core.download.fetch import DISK_RESERVE, Downloader
+from app.core.download.hashing import HASH_BLOCK, sha256_file
 from app.core.download.hub import HubClient, RemoteEntry, RemoteFile
 from app.core.download.meter import ProgressFn
 
