@@ -167,6 +167,21 @@ def test_completions_tokenize_and_template(server, client):
                                                                                   "<|channel>thought\n<channel|>")
 
 
+def test_the_apps_remote_client_sends_attached_files_inline(server, tmp_path):
+    image, clip = tmp_path / "photo.png", tmp_path / "voice.wav"
+    image.write_bytes(base64.b64decode(_png().split(",", 1)[1]))
+    clip.write_bytes(base64.b64decode(_wav()))
+    text = {"type": "text", "text": "Describe."}
+    with RemoteChat(Endpoint(server, KEY)) as chat:
+        plain = chat.chat("synthetic-gemma4.gguf", [{"role": "user", "content": [text]}],
+                          stream=False, params=SamplingParams(max_tokens=2))
+        media = chat.chat("synthetic-gemma4.gguf", [{"role": "user", "content": [
+            text, {"type": "image", "path": str(image)}, {"type": "audio", "path": str(clip)}]}],
+            params=SamplingParams(max_tokens=2))
+    assert plain.stats is not None and media.stats is not None
+    assert media.stats.prompt_tokens > plain.stats.prompt_tokens + 10
+
+
 def test_the_apps_remote_client_against_serve(server):
     with RemoteChat(Endpoint(server, KEY)) as chat:
         assert chat.models()[0] == "synthetic-gemma4.gguf"
