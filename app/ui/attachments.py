@@ -1,4 +1,4 @@
-"""Attachment widgets: the composer's thumbnail strip, thumbnails in the transcript, the image viewer.
+"""Attachment widgets: the composer's thumbnail strip and the thumbnails in the transcript.
 
 Thumbnails are read with QImageReader at their display size (JPEGs decode scaled) and kept in a
 small cache keyed by path, so re-opening a long conversation does not decode every image again.
@@ -11,27 +11,24 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QPointF, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImageReader, QPainter, QPixmap, QPolygonF
-from PySide6.QtMultimedia import QtAudio
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QSizePolicy,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.core.media.durations import clock
 from app.ui import theme
+from app.ui.audio_player import AudioPlayer
+from app.ui.image_viewer import ClickableLabel, ImageViewerDialog, open_image_viewer
 
 COMPOSER_THUMB = 64
 TRANSCRIPT_THUMB = 140
@@ -93,85 +90,6 @@ def _remove_button(parent: QWidget, object_name: str, name: str, on_click: Any) 
     button.clicked.connect(on_click)
     return button
 
-class AudioPlayer(QObject):
-    """Plays a clip's PCM through QAudioSink (our clips are WAV; no media framework needed).
-
-    Not QMediaPlayer: its FFmpeg backend destroys objects on its own thread, which can deadlock
-    against Python holding the GIL on the GUI thread (seen in tests).
-    """
-
-    sig_state_changed = Signal(bool)  # playing
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._sink: Any = None
-        self._buffer: QBuffer | None = None
-
-    @property
-    def playing(self) -> bool:
-        return self._sink is not None and self._sink.state() == QtAudio.State.ActiveState
-
-    def toggle(self, path: str) -> None:
-        if self.playing:
-            self.stop()
-            return
-        self._start(path)
-
-    def _start(self, path: str) -> None:
-        import numpy as np
-        import soundfile as sf
-        from PySide6.QtMultimedia import QAudioFormat, QAudioSink, QMediaDevices
-
-        self._release()
-        try:
-            data, rate = sf.read(path, dtype="int16", always_2d=True)
-        except (OSError, RuntimeError, ValueError):
-            self.sig_state_changed.emit(False)  # a missing or unreadable clip simply does not play
-            return
-        mono = data.mean(axis=1).astype(np.int16) if data.shape[1] > 1 else data[:, 0]
-        fmt = QAudioFormat()
-        fmt.setSampleRate(int(rate))
-        fmt.setChannelCount(1)
-        fmt.setSampleFormat(QAudioFormat.SampleFormat.Int16)
-        self._buffer = QBuffer(self)
-        self._buffer.setData(QByteArray(mono.tobytes()))
-        self._buffer.open(QIODevice.OpenModeFlag.ReadOnly)
-        self._sink = QAudioSink(QMediaDevices.defaultAudioOutput(), fmt, self)
-        self._sink.stateChanged.connect(self._on_sink_state_changed)
-        self._sink.start(self._buffer)
-
-    def stop(self) -> None:
-        if self._sink is not None:
-            self._sink.stop()
-
-    def _release(self) -> None:
-        if self._sink is not None:
-            self._sink.stateChanged.disconnect(self._on_sink_state_changed)
-            self._sink.stop()
-            self._sink.deleteLater()
-            self._sink = None
-        if self._buffer is not None:
-            self._buffer.close()
-            self._buffer.deleteLater()
-            self._buffer = None
-
-    @Slot(QtAudio.State)
-    def _on_sink_state_changed(self, state: QtAudio.State) -> None:
-        if state == QtAudio.State.IdleState and self._sink is not None:
-            self._sink.stop()  # the whole clip was played
-            return
-        self.sig_state_changed.emit(self.playing)
-
-
-class _ClickableLabel(QLabel):
-    sig_clicked = Signal()
-
-    def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(event.position().toPoint()):
-            self.sig_clicked.emit()
-        super().mouseReleaseEvent(event)
-
-
 class ImageChip(QFrame):
     """A thumbnail; click opens the viewer; an x removes it (composer only)."""
 
@@ -184,7 +102,7 @@ class ImageChip(QFrame):
         self.setObjectName("ImageChip")
         self.path = path
         self.name = name
-        self.thumb = _ClickableLabel(self)
+        self.thumb = ClickableLabel(self)
         self.thumb.setCursor(Qt.CursorShape.PointingHandCursor)
         self.thumb.setToolTip(f"{name} — click to view larger")
         self.thumb.setAccessibleName(f"Image {name}")
@@ -446,50 +364,5 @@ def _wav_seconds(path: Any) -> float | None:
         return None
 
 
-class ImageViewerDialog(QDialog):
-    """The image at up to the screen's size; Esc or a click closes it."""
-
-    def __init__(self, path: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.path = path
-        self.setWindowTitle(Path(path).name)
-        self.setObjectName("ImageViewer")
-        self.setModal(True)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 8, 8, 8)
-        reader = QImageReader(path)
-        reader.setAutoTransform(True)
-        image = reader.read()
-        self.image_label = _ClickableLabel(self)
-        self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image_label.setAccessibleName("Image")
-        self.image_label.sig_clicked.connect(self.accept)
-        screen = self.screen().availableGeometry().size() if self.screen() else QSize(1280, 800)
-        limit = QSize(int(screen.width() * 0.85), int(screen.height() * 0.85))
-        if image.isNull():
-            self.image_label.setText("This image can no longer be read from the data folder.")
-        else:
-            pixmap = QPixmap.fromImage(image)
-            if pixmap.width() > limit.width() or pixmap.height() > limit.height():
-                pixmap = pixmap.scaled(limit, Qt.AspectRatioMode.KeepAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation)
-            self.image_label.setPixmap(pixmap)
-        scroll = QScrollArea(self)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self.image_label)
-        scroll.setWidgetResizable(True)
-        layout.addWidget(scroll)
-        self.caption = caption = QLabel(f"{Path(path).name} · {image.width()}×{image.height()}" if not image.isNull()
-                         else Path(path).name, self)
-        caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout.addWidget(caption)
-        hint = self.image_label.pixmap().size() if not image.isNull() else QSize(320, 120)
-        self.resize(min(limit.width(), hint.width() + 40), min(limit.height(), hint.height() + 70))
-
-
-def open_image_viewer(path: str, parent: QWidget | None = None) -> ImageViewerDialog:
-    """Show the viewer without blocking (tests and the event loop keep running)."""
-    dialog = ImageViewerDialog(path, parent)
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    dialog.open()
-    return dialog
+__all__ = ["AttachmentStrip", "AudioChip", "AudioPlayer", "ImageChip", "ImageViewerDialog",
+           "MessageAttachmentsView", "load_thumbnail", "open_image_viewer"]

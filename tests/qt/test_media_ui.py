@@ -20,7 +20,8 @@ from app.core import paths
 from app.core.chat.session import ChatSession
 from app.core.media.images import max_side_for_budget
 from app.core.storage.history import HistoryStore
-from app.ui.attachments import AudioChip, ImageChip, ImageViewerDialog
+from app.ui.attachments import AudioChip, ImageChip
+from app.ui.image_viewer import ImageViewerDialog
 from app.ui.main_window import MainWindow
 from tests.qt.screenshots import MODEL_INFO, FakeEngineClient, make_settings
 
