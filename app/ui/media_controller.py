@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QBuffer,
     QEvent,
-    QIODevice,
     QMimeData,
     QObject,
-    QRunnable,
     Qt,
     QThreadPool,
     Signal,
@@ -33,6 +30,7 @@ from app.core.storage.records import Attachment
 from app.services.recorder import MicrophoneRecorder
 from app.services.transcriber import NO_TRANSCRIBER_MESSAGE, LocalTranscriber
 from app.ui.attachments import AttachmentStrip, open_image_viewer
+from app.ui.media_import import ImportJob, JobSignals
 from app.ui.voice import RecordingBar, VoiceController
 
 log = logging.getLogger(__name__)
@@ -63,60 +61,6 @@ def with_image_detail(messages: list[dict[str, Any]], budget: Any) -> list[dict[
     return messages
 
 
-class _JobSignals(QObject):
-    sig_progress = Signal(int, str)  # job, what is being done
-    sig_finished = Signal(int, object, object)  # job, Attachment, duration (seconds or None)
-    sig_failed = Signal(int, str)  # job, message naming the file
-
-
-class _ImportJob(QRunnable):
-    """Read one file or pasted image, check it, store it (sha256 name) and describe it."""
-
-    def __init__(self, job: int, signals: _JobSignals, source: Path | bytes | QImage, name: str,
-                 kind: str) -> None:
-        super().__init__()
-        self.job, self.signals, self.source, self.name, self.kind = job, signals, source, name, kind
-
-    def run(self) -> None:
-        try:
-            self.signals.sig_progress.emit(self.job, self.name)
-            if self.kind == "audio":
-                attachment, duration = self._audio()
-            else:
-                attachment, duration = self._image(), None
-            self.signals.sig_finished.emit(self.job, attachment, duration)
-        except Exception as exc:  # noqa: BLE001 - every failure reaches the user, none vanishes
-            message = getattr(exc, "user_message", None)
-            if not message:
-                log.exception("attaching %s failed", self.name)
-                message = f"\u201c{self.name}\u201d could not be attached ({exc}) \u2014 try another file."
-            self.signals.sig_failed.emit(self.job, message)
-
-    def _image(self) -> Attachment:
-        from app.core.media.images import load_image
-
-        source = self.source
-        if isinstance(source, QImage):
-            buffer = QBuffer()  # QImage is reentrant: encoding here keeps the GUI thread free
-            buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-            source.save(buffer, "PNG")  # type: ignore[call-overload]  # str works at runtime
-            source = bytes(buffer.data().data())
-        image = load_image(source, name=self.name)
-        path = image.store()
-        mime = "image/jpeg" if image.ext == "jpg" else "image/png"
-        return Attachment("image", path, image.sha256, self.name, mime)
-
-    def _audio(self) -> tuple[Attachment, float]:
-        from app.core.media.audio import load_audio
-        from app.core.media.store import sha256_hex, store_attachment
-
-        assert isinstance(self.source, Path | bytes)
-        clip = load_audio(self.source, name=self.name)
-        data = clip.wav_bytes()
-        path = store_attachment(data, "wav")
-        return Attachment("audio", path, sha256_hex(data), self.name, "audio/wav"), clip.duration_s
-
-
 class MediaController(QObject):
     """Attachments in the composer, drop/paste/pick, the microphone, and the model's capabilities."""
 
@@ -131,7 +75,7 @@ class MediaController(QObject):
         self._settings, self._client = settings, client
         self._composer, self._banner, self._status, self._window = composer, banner, status, window
         self._attachments: dict[str, Attachment] = {}
-        self._jobs: dict[int, _JobSignals] = {}
+        self._jobs: dict[int, JobSignals] = {}
         self._job_ids = itertools.count(1)
         self._errors: list[str] = []
         self._pool = QThreadPool(self)
@@ -290,12 +234,12 @@ class MediaController(QObject):
 
     def _start_job(self, source: Path | bytes | QImage, name: str, kind: str) -> None:
         job = next(self._job_ids)
-        signals = _JobSignals()
+        signals = JobSignals()
         signals.sig_finished.connect(self._on_job_finished)
         signals.sig_failed.connect(self._on_job_failed)
         self._jobs[job] = signals
         self.strip.add_placeholder(job, name)
-        self._pool.start(_ImportJob(job, signals, source, name, kind))
+        self._pool.start(ImportJob(job, signals, source, name, kind))
 
     def _on_job_finished(self, job: int, attachment: Attachment, duration: float | None) -> None:
         if attachment.kind == "audio" and not self._audio_native():
