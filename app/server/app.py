@@ -157,6 +157,10 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
+    @api.exception_handler(EngineError)
+    async def _engine(_request: Request, exc: EngineError) -> JSONResponse:
+        return _error(_ERROR_STATUS.get(exc.kind, 500), exc.message, None, exc.kind)
+
     @api.exception_handler(BadRequest)
     async def _bad(_request: Request, exc: BadRequest) -> JSONResponse:
         return _error(exc.status, exc.message, exc.param, exc.code)
@@ -327,5 +331,3 @@ async def _sse(run: _Run, first: PortEvent, events: AsyncIterator[PortEvent], he
     finally:
         await events.aclose()  # type: ignore[attr-defined]
 
-
-__all__ = ["EngineError", "ServedModel", "ServerConfig", "create_app"]

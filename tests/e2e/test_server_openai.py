@@ -143,6 +143,9 @@ def test_bad_input_is_a_4xx_in_openais_shape(client):
                                        messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError, match="messages"):
         client.chat.completions.create(model="synthetic-gemma4.gguf", messages=[])
+    with pytest.raises(openai.BadRequestError, match="context"):
+        client.chat.completions.create(model="synthetic-gemma4.gguf", stream=True,
+                                       messages=[{"role": "user", "content": "word " * 2000}])
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
 
