@@ -7,13 +7,12 @@ import os
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
     QHBoxLayout,
     QMainWindow,
-    QMessageBox,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -33,6 +32,7 @@ from app.ui.media_controller import MediaController
 from app.ui.settings_wiring import SettingsWiring
 from app.ui.sidebar import SidebarPane
 from app.ui.status_bar import ChatStatusBar
+from app.ui.window_menus import build_menus
 
 log = logging.getLogger(__name__)
 
@@ -114,66 +114,7 @@ class MainWindow(QMainWindow):
     # ---- building ---------------------------------------------------------------------------
 
     def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        self.new_chat_action = file_menu.addAction("New chat", QKeySequence.StandardKey.New)
-        self.new_chat_action.triggered.connect(self.controller.new_conversation)
-        self.open_model_action = file_menu.addAction("Open model…", QKeySequence.StandardKey.Open)
-        self.open_model_action.triggered.connect(self._on_open_model_triggered)
-        self.models_action = file_menu.addAction(theme.icon("model"), "Models…", QKeySequence("Ctrl+M"))
-        self.models_action.triggered.connect(self.open_models)
-        toolbar = self.addToolBar("Models")
-        toolbar.setObjectName("MainToolBar")
-        toolbar.setMovable(False)
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        toolbar.addAction(self.models_action)
-        file_menu.addSeparator()
-        self.import_action = file_menu.addAction("Import conversation…", shortcuts.key("import"))
-        self.export_action = file_menu.addAction("Export conversation…", shortcuts.key("export"))
-        self.conversation_settings_action = file_menu.addAction(
-            "Conversation settings…", shortcuts.key("conversation_settings"))
-        file_menu.addSeparator()
-        self.settings_action = file_menu.addAction("Settings…", shortcuts.key("settings"))
-        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
-        file_menu.addSeparator()
-        quit_action = file_menu.addAction("Quit", QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-
-        view_menu = bar.addMenu("&View")
-        theme_menu = view_menu.addMenu("Theme")
-        group = QActionGroup(self)
-        self.theme_actions: dict[str, QAction] = {}
-        for key, label in (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")):
-            action = theme_menu.addAction(label)
-            action.setCheckable(True)
-            action.setChecked(self.theme_manager.theme == key)
-            action.triggered.connect(lambda _=False, k=key: self.set_theme(k))
-            group.addAction(action)
-            self.theme_actions[key] = action
-        view_menu.addAction("Larger text", QKeySequence.StandardKey.ZoomIn).triggered.connect(
-            lambda: self._step_text_scale(+1))
-        view_menu.addAction("Smaller text", QKeySequence.StandardKey.ZoomOut).triggered.connect(
-            lambda: self._step_text_scale(-1))
-        view_menu.addAction("Actual size", QKeySequence("Ctrl+0")).triggered.connect(
-            lambda: self.set_text_scale(1.0))
-        view_menu.addSeparator()
-        toggle = view_menu.addAction("Show sidebar", QKeySequence("Ctrl+B"))
-        toggle.setCheckable(True)
-        toggle.setChecked(True)
-        toggle.toggled.connect(self.sidebar.setVisible)
-        view_menu.addAction("Search chats", QKeySequence("Ctrl+K")).triggered.connect(
-            self.sidebar.focus_search)
-
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction("Keyboard shortcuts").triggered.connect(
-            lambda: QMessageBox.information(self, "Keyboard shortcuts", shortcuts.overview_html()))
-        help_menu.addAction("About Gemma Desktop").triggered.connect(self._on_about_triggered)
-
-        stop = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
-        stop.activated.connect(self.controller.stop)
-        stop.activated.connect(self.media.cancel_recording)
-        copy_last = QShortcut(QKeySequence("Ctrl+Shift+C"), self)
-        copy_last.activated.connect(self._on_copy_last_activated)
+        build_menus(self)
 
     def _wire(self) -> None:
         c, comp, side = self.controller, self.composer, self.sidebar
