@@ -19,12 +19,17 @@ from typing import Any, cast
 
 from app.core import paths
 from app.core.storage import transfer
+from app.core.storage.message_rows import (
+    MESSAGE_COLUMNS,
+    NEWEST_LEAF_SQL,
+    THREAD_SQL,
+    messages_from_rows,
+)
 from app.core.storage.records import (
     DEFAULT_TITLE,
     ROLES,
     STATUSES,
     Attachment,
-    AttachmentKind,
     Conversation,
     HistoryError,
     Message,
@@ -33,11 +38,6 @@ from app.core.storage.records import (
     Status,
 )
 from app.core.storage.schema import migrate
-
-_MESSAGE_COLUMNS = (
-    "id, conversation_id, parent_id, role, content, thinking, thinking_seconds, status, model, "
-    "created_at, stats"
-)
 
 
 def default_db_path() -> Path:
@@ -288,7 +288,7 @@ class HistoryStore:
 
     def get_message(self, message_id: int) -> Message:
         """One message; HistoryError if it does not exist."""
-        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        row = self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
         if row is None:
             raise HistoryError("This message no longer exists.")
         return self._messages([row])[0]
@@ -296,7 +296,7 @@ class HistoryStore:
     def messages(self, conversation_id: int) -> list[Message]:
         """Every message of a conversation, all branches, in creation order."""
         rows = self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),
         )
         return self._messages(rows)
@@ -307,23 +307,14 @@ class HistoryStore:
             leaf_id = self.get_conversation(conversation_id).current_leaf_id
             if leaf_id is None:
                 return []
-        rows = self._all(
-            f"""WITH RECURSIVE up(id, depth) AS (
-                    SELECT id, 0 FROM messages WHERE id = ? AND conversation_id = ?
-                    UNION ALL
-                    SELECT m.parent_id, up.depth + 1 FROM messages m JOIN up ON m.id = up.id
-                    WHERE m.parent_id IS NOT NULL)
-                SELECT {", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))}
-                FROM up JOIN messages m ON m.id = up.id ORDER BY up.depth DESC""",
-            (leaf_id, conversation_id),
-        )
+        rows = self._all(THREAD_SQL, (leaf_id, conversation_id))
         return self._messages(rows)
 
     def siblings(self, message_id: int) -> list[Message]:
         """Messages with the same parent and role (the ‹ 1/2 › choices), in creation order."""
         message = self.get_message(message_id)
         rows = self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND role = ? "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND role = ? "
             "AND parent_id IS ? ORDER BY id",
             (message.conversation_id, message.role, message.parent_id),
         )
@@ -336,12 +327,7 @@ class HistoryStore:
         """
         message = self.get_message(message_id)
         with self.batch():
-            row = self._one(
-                """WITH RECURSIVE down(id) AS (
-                       SELECT ? UNION ALL SELECT m.id FROM messages m JOIN down ON m.parent_id = down.id)
-                   SELECT max(id) FROM down""",
-                (message_id,),
-            )
+            row = self._one(NEWEST_LEAF_SQL, (message_id,))
             leaf_id = int(row[0]) if row else message_id
             self._conn.execute(
                 "UPDATE conversations SET current_leaf_id = ? WHERE id = ?",
@@ -407,45 +393,4 @@ class HistoryStore:
         return path if path.is_absolute() else self.attachments_dir / path
 
     def _messages(self, rows: Sequence[tuple[Any, ...]]) -> list[Message]:
-        """Records for message rows, attachments fetched in one query (long threads stay fast)."""
-        by_message: dict[int, list[Attachment]] = {}
-        ids = [row[0] for row in rows]
-        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-            chunk = ids[start : start + 500]
-            for mid, kind, path, sha, name, mime in self._all(
-                "SELECT message_id, kind, path, sha256, name, mime FROM attachments "
-                f"WHERE message_id IN ({','.join('?' * len(chunk))}) ORDER BY message_id, position",
-                chunk,
-            ):
-                by_message.setdefault(mid, []).append(
-                    Attachment(cast(AttachmentKind, kind), self._resolve(path), sha, name, mime)
-                )
-        return [
-            Message(
-                id=mid,
-                conversation_id=conv,
-                parent_id=parent,
-                role=role,
-                content=content,
-                thinking=thinking,
-                thinking_seconds=seconds,
-                status=status,
-                model=model,
-                created_at=created,
-                stats=json.loads(stats),
-                attachments=tuple(by_message.get(mid, ())),
-            )
-            for (
-                mid,
-                conv,
-                parent,
-                role,
-                content,
-                thinking,
-                seconds,
-                status,
-                model,
-                created,
-                stats,
-            ) in rows
-        ]
+        return messages_from_rows(rows, self._all, self._resolve)
