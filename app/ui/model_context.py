@@ -28,6 +28,7 @@ from app.core.hardware.planner import Candidate, Machine, Plan, catalog_candidat
 from app.core.hardware.shapes import cached_shapes, refresh_shapes
 from app.services.downloads import DownloadJob, DownloadManager, FileSpec
 from app.services.hardware_probe import HardwareProbe
+from app.services.operations import Operation
 
 log = logging.getLogger(__name__)
 
@@ -35,55 +36,45 @@ PAIRS_FILE = "local_projectors.json"  # imported model file name -> imported pro
 
 
 class BackgroundTask(QObject):
-    """Run one callable on a worker thread; its result or its error arrives as a signal.
+    """One callable in the background (an Operation); its result or its error arrives as a signal.
 
-    `fn(report)` may call `report(done, total)` to move a progress bar.
+    `fn(report)` may call `report(done, total)` to move a progress bar; `cancel` is the event the
+    work watches.
     """
 
     sig_progress = Signal("qint64", "qint64")  # type: ignore[arg-type]
     sig_finished = Signal(object)
     sig_failed = Signal(str)
-    _sig_done = Signal(object)
-    _sig_error = Signal(str)
 
     def __init__(self, name: str, fn: Callable[[Callable[[int, int], None]], Any],
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.name = name
-        self._fn = fn
-        self._thread: threading.Thread | None = None
         self.cancel = threading.Event()
-        self._sig_done.connect(self._on_worker_done)
-        self._sig_error.connect(self._on_worker_error)
+        self._op = Operation(lambda ctx: fn(lambda done, total: ctx.item((done, total))),
+                             name=name, parent=self)
+        self._op.sig_item.connect(self._on_op_item)
+        self._op.sig_succeeded.connect(self._on_op_succeeded)
+        self._op.sig_failed.connect(self._on_op_failed)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
+        self._op.start()
 
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._op.is_running()
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._op.wait(int((timeout if timeout is not None else 86_400) * 1000))
 
-    def _run(self) -> None:
-        try:
-            result = self._fn(self.sig_progress.emit)
-        except Exception as exc:  # noqa: BLE001 - no exception may leave a thread silently
-            # The app's own errors carry a message for the user; anything else also goes to the log.
-            log.warning("%s failed: %s", self.name, exc, exc_info=type(exc).__module__[:4] != "app.")
-            self._sig_error.emit(str(exc) or type(exc).__name__)
-            return
-        self._sig_done.emit(result)
+    def _on_op_item(self, progress: tuple[int, int]) -> None:
+        self.sig_progress.emit(*progress)
 
-    def _on_worker_done(self, result: object) -> None:
+    # The worker has delivered its last signal: joining first means running() is False in slots.
+    def _on_op_succeeded(self, result: object) -> None:
         self.wait(5)
         self.sig_finished.emit(result)
 
-    def _on_worker_error(self, message: str) -> None:
+    def _on_op_failed(self, message: str) -> None:
         self.wait(5)
         self.sig_failed.emit(message)
 
