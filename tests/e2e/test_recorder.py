@@ -82,7 +82,9 @@ def test_recorded_speech_matches_what_was_played(
     assert pulse.feeder is not None
     play_at, played = pulse.play_wav(speech)
     qtbot.waitUntil(lambda: pulse.feeder.queued_seconds() == 0, timeout=20000)
-    qtbot.wait(600)  # the tail of the speech travels through PulseAudio and Qt's buffer
+    # The tail of the speech travels through PulseAudio and Qt's buffer: wait until it is in.
+    speech_end = play_at - started + len(played) / RATE
+    qtbot.waitUntil(lambda: bool(elapsed) and elapsed[-1] >= speech_end + 0.3, timeout=10000)
     with qtbot.waitSignal(recorder.sig_finished, timeout=10000) as finished:
         recorder.stop()
     stopped = time.monotonic()
@@ -104,7 +106,9 @@ def test_recorded_speech_matches_what_was_played(
 def test_silence_gives_the_no_sound_message(qtbot, recorder: MicrophoneRecorder) -> None:
     with qtbot.waitSignal(recorder.sig_started, timeout=5000):
         recorder.start(SOURCE_NAME)
-    qtbot.wait(1200)
+    elapsed: list[float] = []
+    recorder.sig_elapsed.connect(elapsed.append)
+    qtbot.waitUntil(lambda: bool(elapsed) and elapsed[-1] >= 1.2, timeout=10000)
     with qtbot.waitSignal(recorder.sig_failed, timeout=10000) as failed:
         recorder.stop()
     assert failed.args == [NO_SOUND_MESSAGE]
@@ -117,11 +121,14 @@ def test_cancel_discards_the_clip(qtbot, recorder: MicrophoneRecorder, pulse: Pu
     with qtbot.waitSignal(recorder.sig_started, timeout=5000):
         recorder.start("no-such-microphone")  # an unplugged choice falls back to the default
     assert pulse.feeder is not None
+    levels: list[float] = []
+    recorder.sig_level.connect(levels.append)
     pulse.feeder.play_samples(0.3 * np.sin(2 * np.pi * 300 * np.arange(RATE) / RATE))
-    qtbot.wait(500)
-    with qtbot.waitSignal(recorder.sig_cancelled, timeout=2000):
+    qtbot.waitUntil(lambda: max(levels, default=0.0) > 0.3, timeout=10000)  # the tone is in
+    # No clip, not even a late one from the reader thread.
+    with qtbot.assertNotEmitted(recorder.sig_finished, wait=300), \
+            qtbot.waitSignal(recorder.sig_cancelled, timeout=2000):
         recorder.cancel()
-    qtbot.wait(300)
     assert not recorder.is_busy and not finished
     assert not list(paths.attachments_dir().glob("*.wav"))
 

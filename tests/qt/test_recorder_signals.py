@@ -25,7 +25,8 @@ def test_meter_follows_loudness_and_updates_smoothly(qtbot, pulse: PulseServer) 
         recorder.start()
     pulse.feeder.play_samples(np.concatenate([_tone(-6, 0.8), _tone(-30, 0.8)]))
     qtbot.waitUntil(lambda: pulse.feeder.queued_seconds() == 0, timeout=5000)
-    qtbot.wait(400)
+    # The last tone travels through PulseAudio and Qt's buffer: wait until it is recorded.
+    qtbot.waitUntil(lambda: bool(elapsed) and elapsed[-1] >= 2.0, timeout=5000)
     with qtbot.waitSignal(recorder.sig_finished, timeout=5000) as finished:
         recorder.stop()
     _, duration = finished.args
