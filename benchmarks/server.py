@@ -123,7 +123,8 @@ def _stream(url: str, n_tokens: int, out: list[tuple[float, float, float, int]])
                         chunks += 1
                         first = first or time.perf_counter()
     except httpx.HTTPError:
-        FAILED.append(url)  # llama_cpp.server drops concurrent streams: counted, not fatal
+        FAILED.append(url)  # a dropped stream's tokens are not counted
+        chunks = usage = 0
     out.append((t0, first or time.perf_counter(), time.perf_counter(), usage or chunks))
 
 
@@ -167,7 +168,8 @@ def main() -> int:
         "main.py serve": lambda port: gemma_serve(args.model, port, "--threads",
                                                   str(args.threads), "--ctx", str(args.ctx)),
         "llama_cpp.server": lambda port: llama_cpp_server(
-            args.model, port, logs / "llama.log", args.ctx, ["--n_threads", str(args.threads)]),
+            args.model, port, logs / "llama.log", args.ctx,
+            ["--n_threads", str(args.threads), "--interrupt_requests", "False"]),  # queue, not drop
     }
     for name, command in servers.items():
         port = free_port()
