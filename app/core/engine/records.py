@@ -50,6 +50,9 @@ class GenerationStats:
     # llama.cpp's own count: {"device": "Vulkan0", "layers": n, "of": total}; {} before it is known.
     offload: dict[str, Any] = field(default_factory=dict)
     cpu_variant: str = ""
+    # Mean time per token the host spent outside llama_decode and the sampler (piece text,
+    # splitting into batches, the pipe write): the app's own cost on the hot path.
+    overhead_us: float = 0.0
 
 
 @dataclass
