@@ -26,7 +26,7 @@ def test_a_readable_model_gets_a_layer_count_and_a_broken_projector_is_left_out(
     files = synthetic_gemma4()
     bad_projector = tmp_path / "mmproj.gguf"
     bad_projector.write_bytes(b"GGUF")
-    with_projector = auto_gpu_layers(str(files["model"]), 512, str(files["mmproj"]))
-    without = auto_gpu_layers(str(files["model"]), 512, str(bad_projector))
-    assert isinstance(with_projector, int) and with_projector >= -1
+    with_projector, moe = auto_gpu_layers(str(files["model"]), 512, str(files["mmproj"]))
+    without, _ = auto_gpu_layers(str(files["model"]), 512, str(bad_projector))
+    assert isinstance(with_projector, int) and with_projector >= -1 and moe == 0  # dense model
     assert isinstance(without, int) and without >= -1

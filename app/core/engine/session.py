@@ -25,11 +25,13 @@ class EngineSession:
         self.tools: list[dict[str, Any]] = []  # declarations offered in the request being served
 
     def load(self, request: LoadModel, on_progress: Callable[[float], None]) -> ModelInfo:
-        n_gpu_layers = request.n_gpu_layers
+        n_gpu_layers, n_cpu_moe = request.n_gpu_layers, request.n_cpu_moe
         if n_gpu_layers is None:  # "auto": as many layers as fit in the memory free right now
             from app.core.engine.autofit import auto_gpu_layers
 
-            n_gpu_layers = auto_gpu_layers(request.path, request.n_ctx, request.mmproj)
+            n_gpu_layers, auto_moe = auto_gpu_layers(request.path, request.n_ctx, request.mmproj,
+                                                     request.kv_type)
+            n_cpu_moe = n_cpu_moe or auto_moe
         info = self.engine.load(
             request.path,
             n_ctx=request.n_ctx,
@@ -40,7 +42,7 @@ class EngineSession:
             swa_full=request.swa_full,
             on_progress=on_progress,
             kv_type=request.kv_type,
-            n_cpu_moe=request.n_cpu_moe,
+            n_cpu_moe=n_cpu_moe,
         )
         if request.chat_template:  # a template supplied for a base model that has none
             self.engine.chat_template = request.chat_template
