@@ -192,9 +192,10 @@ class SelfTest:
         return f"{self.model.name} ({size_mb:.1f} MB, {arch}), n_ctx {self.args.n_ctx}"
 
     def step_generate(self) -> str:
-        params: dict[str, Any] = {"temperature": 0.7, "top_p": 0.95, "top_k": 64, "min_p": 0.0,
-                                  "repeat_penalty": 1.0, "max_tokens": self.args.max_tokens,
-                                  "seed": 7}
+        from app.core.engine.records import SamplingParams
+
+        params: dict[str, Any] = {**SamplingParams().recommended(), "temperature": 0.7,
+                                  "max_tokens": self.args.max_tokens, "seed": 7}
         if self.synthetic:
             params["grammar"] = THINKING_GRAMMAR
         messages = [{"role": "user", "content": "Say hello in two words."}]

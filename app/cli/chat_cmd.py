@@ -19,6 +19,7 @@ from typing import Any
 
 from app.core.engine.backends import parse_gpu_layers
 from app.core.engine.messages import DEFAULT_N_CTX
+from app.core.engine.records import SamplingParams
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,11 +32,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="answer every turn from a fresh context (no prompt-cache reuse)")
     p.add_argument("--system", default="", help="system prompt")
     p.add_argument("--think", action="store_true", help="let the model think first (Gemma 4)")
+    gemma = SamplingParams()
     p.add_argument("--max-tokens", type=int, default=1024)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=64)
-    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--temperature", type=float, default=gemma.temperature)
+    p.add_argument("--top-p", type=float, default=gemma.top_p)
+    p.add_argument("--top-k", type=int, default=gemma.top_k)
+    p.add_argument("--min-p", type=float, default=gemma.min_p)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context length in tokens")
     p.add_argument("--gpu-layers", "--n-gpu-layers", dest="n_gpu_layers", type=parse_gpu_layers,
@@ -171,7 +173,7 @@ def _converse(args: argparse.Namespace, turns: list[_Turn], printer: _Printer, t
     from app.core.engine.blocking import BlockingEngine
     from app.core.engine.media_files import find_projector
     from app.core.engine.messages import LoadModel
-    from app.core.engine.records import EngineError, SamplingParams
+    from app.core.engine.records import EngineError
     from app.core.storage.history import HistoryStore
     from app.core.tools.config import McpConfigError
 

@@ -28,6 +28,11 @@ class SamplingParams:
     seed: int | None = None
     grammar: str | None = None
 
+    def recommended(self) -> dict[str, float | int]:
+        """The sampler values Google recommends for Gemma, as the settings and presets use them."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                "min_p": self.min_p, "repeat_penalty": self.repeat_penalty}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplingParams:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and v is not None}

@@ -22,19 +22,17 @@ from pathlib import Path
 from typing import Any, Final, Union, get_args, get_origin, get_type_hints
 
 from app.core import paths
+from app.core.engine.messages import DEFAULT_N_CTX
+from app.core.engine.records import SamplingParams
 
 SCHEMA_VERSION: Final = 1
 THEMES: Final = ("light", "dark", "system")
 
-# Sampling presets. Balanced is what Google recommends for Gemma (1.0 / 0.95 / 64).
+# Google's recommended sampling for Gemma; its one home is the engine's SamplingParams.
+GEMMA: Final = SamplingParams()
+# Sampling presets. Balanced is what Google recommends.
 PRESETS: Final[dict[str, dict[str, float | int]]] = {
-    "Balanced": {
-        "temperature": 1.0,
-        "top_p": 0.95,
-        "top_k": 64,
-        "min_p": 0.0,
-        "repeat_penalty": 1.0,
-    },
+    "Balanced": GEMMA.recommended(),
     "Precise": {
         "temperature": 0.3,
         "top_p": 0.9,
@@ -59,17 +57,17 @@ class Settings:
     schema_version: int = SCHEMA_VERSION
     model_path: str | None = None
     mmproj_path: str | None = None
-    n_ctx: int = 8192
+    n_ctx: int = DEFAULT_N_CTX
     n_gpu_layers: int | None = None  # None: the fit planner decides
     enable_thinking: bool = True
     system_prompt: str = ""
     preset: str = "Balanced"
-    temperature: float = 1.0
-    top_p: float = 0.95
-    top_k: int = 64
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    max_tokens: int = 4096
+    temperature: float = GEMMA.temperature
+    top_p: float = GEMMA.top_p
+    top_k: int = GEMMA.top_k
+    min_p: float = GEMMA.min_p
+    repeat_penalty: float = GEMMA.repeat_penalty
+    max_tokens: int = GEMMA.max_tokens
     seed: int | None = None
     image_detail: int = 280  # vision tokens per image: 70, 140, 280, 560 or 1120
     microphone_id: str | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core.hardware.memory import ModelShape
+from app.core.storage.settings import GEMMA
 from app.services.operations import OpContext, Operation
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,7 @@ SAMPLING_KEYS = {
     "general.sampling.penalty_repeat": "repeat_penalty",
 }
 # What Google recommends for every Gemma when the file says nothing.
-GEMMA_DEFAULTS: dict[str, float | int] = {
-    "temperature": 1.0, "top_p": 0.95, "top_k": 64, "min_p": 0.0, "repeat_penalty": 1.0,
-}
+GEMMA_DEFAULTS: dict[str, float | int] = GEMMA.recommended()
 
 
 @dataclass(frozen=True)
