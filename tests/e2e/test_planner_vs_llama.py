@@ -27,6 +27,10 @@ def llama_buffers(model: Path, n_ctx: int, opts: Options) -> dict[str, float]:
     """Load the model with llama.cpp and sum the buffer sizes it logs, by kind, in bytes."""
     import llama_cpp
 
+    from app.core.engine.backends import load_backends
+
+    load_backends()  # a GGML_BACKEND_DL build has no backend, not even the CPU, until loaded
+
     lines: list[str] = []
 
     @llama_cpp.llama_log_callback
