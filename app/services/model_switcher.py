@@ -78,7 +78,7 @@ class ModelSwitcher(QObject):
 
     def switch(self, path: str, mmproj: str | None = None, n_ctx: int = DEFAULT_N_CTX,
                n_gpu_layers: int | None = -1, n_threads: int | None = None,
-               confirm: Confirm | None = None) -> bool:
+               confirm: Confirm | None = None, kv_type: str = "f16") -> bool:
         """Load `path` in a fresh host. False when nothing was started (declined, or busy switching).
 
         n_gpu_layers None means "auto": the engine host offloads as many layers as fit.
@@ -91,7 +91,8 @@ class ModelSwitcher(QObject):
             if ask is None or not ask():
                 return False
         request = LoadModel(path, mmproj, int(n_ctx),
-                            None if n_gpu_layers is None else int(n_gpu_layers), n_threads)
+                            None if n_gpu_layers is None else int(n_gpu_layers), n_threads,
+                            kv_type=kv_type)
         if self._current is None:
             self._current = self._known_model()
         self._target = request
@@ -115,7 +116,7 @@ class ModelSwitcher(QObject):
         if info is None:
             return None
         return LoadModel(info.path, info.mmproj, info.n_ctx, info.n_gpu_layers,
-                         info.n_threads or None)
+                         info.n_threads or None, kv_type=info.kv_type)
 
     def _load(self, request: LoadModel) -> None:
         # A fresh host every time: a host that failed to load may hold half-allocated memory.

@@ -258,7 +258,7 @@ class ChatController(QObject):
     # ---- internals --------------------------------------------------------------------------
 
     def _model_loaded(self) -> bool:
-        info = getattr(self._client, "model_info", None)
+        info = self._client.model_info
         return info is not None or bool(self._model_name)
 
     def _params(self, conversation_id: Any = None) -> dict[str, Any]:
@@ -297,11 +297,11 @@ class ChatController(QObject):
                widget: AssistantMessageWidget) -> None:
         # The session applies the conversation's own system prompt over the settings' one.
         messages = self._session.engine_messages(
-            conversation_id, leaf_id, getattr(self._settings, "system_prompt", "") or "")
-        messages = with_image_detail(messages, getattr(self._settings, "image_detail", None))
+            conversation_id, leaf_id, self._settings.system_prompt or "")
+        messages = with_image_detail(messages, self._settings.image_detail)
         self._gen = _Generation(conversation_id, message_id, widget)
         self._show_branches()
-        enable_thinking = bool(getattr(self._settings, "enable_thinking", False))
+        enable_thinking = bool(self._settings.enable_thinking)
         try:
             self._gen.request_id = self._client.generate(messages, enable_thinking,
                                                          self._params(conversation_id))

@@ -197,7 +197,7 @@ class ConversationActions(QObject):
         conversation = self._store.get_conversation(conversation_id)
         dialog = ConversationSettingsDialog(
             conversation.title, conversation.system_prompt, conversation.preset,
-            str(getattr(self._settings, "system_prompt", "") or ""), self._parent)
+            str(self._settings.system_prompt or ""), self._parent)
         try:
             if not self.edit_overrides_dialog(dialog):
                 return False

@@ -102,9 +102,9 @@ class MainWindow(QMainWindow):
         self._wire_conversation_tools()
         shortcuts.label_window(self)
         shortcuts.window_tab_order(self)
-        self.composer.set_thinking(bool(getattr(settings, "enable_thinking", False)))
-        self.composer.set_send_with_ctrl_enter(bool(getattr(settings, "send_with_ctrl_enter", False)))
-        info = getattr(client, "model_info", None)
+        self.composer.set_thinking(bool(settings.enable_thinking))
+        self.composer.set_send_with_ctrl_enter(bool(settings.send_with_ctrl_enter))
+        info = client.model_info
         if info:
             self._on_client_loaded(info)
         self.controller.refresh_conversations()
@@ -177,47 +177,35 @@ class MainWindow(QMainWindow):
         self._loading_name = os.path.basename(path)
         self.status.set_loading(self._loading_name)
         self.composer.set_model_name(f"Loading {self._loading_name}…")
-        kwargs: dict[str, Any] = {}
-        for name in ("n_ctx", "n_gpu_layers"):
-            value = getattr(self._settings, name, None)
-            # n_gpu_layers None is "auto" (the engine host fits it); 0 is a real choice: CPU only.
-            if isinstance(value, int) and (value or name == "n_gpu_layers"):
-                kwargs[name] = value
         if n_ctx is not None:
-            kwargs["n_ctx"] = n_ctx
-            if hasattr(self._settings, "n_ctx"):
-                self._settings.n_ctx = n_ctx
-        if n_gpu_layers is not None:
-            kwargs["n_gpu_layers"] = n_gpu_layers
-        if mmproj:
-            kwargs["mmproj"] = mmproj
-        wiring = getattr(self, "settings_wiring", None)
-        if wiring is not None and getattr(self._client, "model_info", None):
+            self._settings.n_ctx = n_ctx
+        # n_gpu_layers None is "auto" (the engine host fits it); 0 is a real choice: CPU only.
+        layers = n_gpu_layers if n_gpu_layers is not None else self._settings.n_gpu_layers
+        kwargs: dict[str, Any] = {"n_ctx": self._settings.n_ctx or DEFAULT_N_CTX,
+                                  "n_gpu_layers": layers, "mmproj": mmproj or None,
+                                  "kv_type": self._settings.kv_cache_type}
+        wiring = getattr(self, "settings_wiring", None)  # built after the first load, at start
+        if wiring is not None and self._client.model_info:
             # A model runs: the ModelSwitcher asks before cutting off an answer and brings this
             # model back if the new one fails to load.
-            if not wiring.switcher.switch(path, mmproj, int(kwargs.get("n_ctx", DEFAULT_N_CTX)),
-                                          kwargs.get("n_gpu_layers")):
+            if not wiring.switcher.switch(path, **kwargs):
                 self._on_client_loaded(self._client.model_info)  # declined: nothing changed
                 return
         else:
             self._client.load_model(path, **kwargs)
-        if hasattr(self._settings, "model_path"):
-            self._settings.model_path = path
-            if hasattr(self._settings, "mmproj_path"):
-                self._settings.mmproj_path = mmproj
-            self.sig_settings_changed.emit()
+        self._settings.model_path = path
+        self._settings.mmproj_path = mmproj
+        self.sig_settings_changed.emit()
 
     def set_theme(self, name: str) -> None:
         self.theme_manager.apply(theme=name)
-        if hasattr(self._settings, "theme"):
-            self._settings.theme = name
-            self.sig_settings_changed.emit()
+        self._settings.theme = name
+        self.sig_settings_changed.emit()
 
     def set_text_scale(self, scale: float) -> None:
         self.theme_manager.apply(text_scale=scale)
-        if hasattr(self._settings, "text_scale"):
-            self._settings.text_scale = scale
-            self.sig_settings_changed.emit()
+        self._settings.text_scale = scale
+        self.sig_settings_changed.emit()
 
     def models_context(self) -> Any:
         """The catalog, downloads and hardware probe the model manager and welcome screen share."""
@@ -231,7 +219,7 @@ class MainWindow(QMainWindow):
 
     def _on_media_get_projector_requested(self) -> None:
         """"Get it" on the no-projector notice: fetch the active model's projector, then reload."""
-        info = getattr(self._client, "model_info", None) or {}
+        info = self._client.model_info or {}
         ctx = self.models_context()
         entry = ctx.catalog.find_by_filename(str(info.get("path", "")))
         if entry is None or entry.mmproj is None:
@@ -357,7 +345,7 @@ class MainWindow(QMainWindow):
             self._on_open_model_triggered()
 
     def _on_open_model_triggered(self) -> None:
-        start = str(getattr(self._settings, "model_path", "") or "")
+        start = str(self._settings.model_path or "")
         path, _ = QFileDialog.getOpenFileName(
             self, "Open a GGUF model", os.path.dirname(start), "GGUF models (*.gguf);;All files (*)")
         if path:
@@ -408,8 +396,8 @@ _MANAGERS: dict[int, theme.ThemeManager] = {}
 
 def _theme_manager(app: QApplication, settings: Any) -> theme.ThemeManager:
     # One per application: several windows (and tests) share it.
-    name = str(getattr(settings, "theme", "system") or "system")
-    scale = float(getattr(settings, "text_scale", 1.0) or 1.0)
+    name = str(settings.theme or "system")
+    scale = float(settings.text_scale or 1.0)
     manager = _MANAGERS.get(id(app))
     if manager is None:
         manager = theme.ThemeManager(app, name, scale)

@@ -85,7 +85,7 @@ class MediaController(QObject):
 
         layout = composer.frame.layout()
         self.strip = AttachmentStrip(composer.frame)
-        self.strip.set_detail(int(getattr(settings, "image_detail", 280) or 280))
+        self.strip.set_detail(int(settings.image_detail or 280))
         layout.insertWidget(0, self.strip)
         self.recording_bar = RecordingBar(composer.frame)
         layout.insertWidget(layout.indexOf(composer.input) + 1, self.recording_bar)
@@ -186,8 +186,7 @@ class MediaController(QObject):
         return False
 
     def pick_files(self) -> None:
-        start = str(getattr(self._settings, "last_attach_dir", "") or "")
-        paths, _ = QFileDialog.getOpenFileNames(self._window, "Attach images or audio", start, PICK_FILTER)
+        paths, _ = QFileDialog.getOpenFileNames(self._window, "Attach images or audio", "", PICK_FILTER)
         if paths:
             self.add_paths(paths)
 
@@ -284,7 +283,7 @@ class MediaController(QObject):
     # ---- what the model can take ------------------------------------------------------------
 
     def _info(self) -> dict[str, Any] | None:
-        info = getattr(self._client, "model_info", None)
+        info = self._client.model_info
         return info if isinstance(info, dict) else None
 
     def _vision_ok(self) -> bool:
@@ -358,9 +357,8 @@ class MediaController(QObject):
         self.viewer = open_image_viewer(path, self._window)
 
     def _on_strip_detail_changed(self, budget: int) -> None:
-        if hasattr(self._settings, "image_detail"):
-            self._settings.image_detail = budget
-            self.sig_settings_changed.emit()
+        self._settings.image_detail = budget
+        self.sig_settings_changed.emit()
 
     def _on_voice_clip_ready(self, path: str, seconds: float) -> None:
         if self._audio_native():

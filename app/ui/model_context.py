@@ -102,7 +102,7 @@ class ModelsContext(QObject):
                  catalog: Catalog | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
-        root = getattr(settings, "models_dir", None)
+        root = settings.models_dir
         self.store = store or ModelStore(Path(root) if root else None)
         self.downloads = downloads or DownloadManager(self.store, self)
         self.probe = probe or HardwareProbe(parent=self)
@@ -139,8 +139,8 @@ class ModelsContext(QObject):
         """The planner's one pick among the official repositories (what the welcome screen offers)."""
         cands = self.candidates(official_only=True)
         machine = self.machine()
-        speed, floor = self.probe.speed, float(getattr(self.settings, "min_decode_tok_s", 8.0))
-        opts = Options(kv_type=str(getattr(self.settings, "kv_cache_type", "f16")))
+        speed, floor = self.probe.speed, float(self.settings.min_decode_tok_s)
+        opts = Options(kv_type=str(self.settings.kv_cache_type))
         key = ("recommend", machine, tuple(sorted((k, c.installed) for k, c in cands.items())),
                speed, floor, opts)
         if key not in self._plans:  # with speeds: the strongest predicted to reach the floor
@@ -159,7 +159,7 @@ class ModelsContext(QObject):
         return self._plans[key]
 
     def context_length(self) -> int:
-        value = getattr(self.settings, "n_ctx", None)
+        value = self.settings.n_ctx
         return value if isinstance(value, int) and value > 0 else DEFAULT_N_CTX
 
     # ----- files ---------------------------------------------------------------------------
@@ -250,7 +250,7 @@ class ModelsContext(QObject):
         return found.path if found else None
 
     def use_local(self, model: InstalledModel, n_ctx: int | None = None) -> None:
-        layers = getattr(self.settings, "n_gpu_layers", None)
+        layers = self.settings.n_gpu_layers
         self.sig_use_requested.emit(model.path, self.local_projector(model),
                                     n_ctx or self.context_length(),
                                     layers if isinstance(layers, int) else -1)
@@ -340,8 +340,7 @@ class ModelsContext(QObject):
             os.environ["HF_HUB_OFFLINE"] = "1"
         else:
             os.environ.pop("HF_HUB_OFFLINE", None)
-        if hasattr(self.settings, "offline"):
-            self.settings.offline = offline
+        self.settings.offline = offline
         self.sig_offline_changed.emit(offline)
 
     def shutdown(self, timeout: float = 10.0) -> None:

@@ -209,8 +209,8 @@ class ModelManagerDialog(QDialog):
         ctx = self.n_ctx()
         cands = self.ctx.candidates()
         best = self.ctx.recommendation().candidate
-        active = os.path.abspath(str(getattr(self.ctx.settings, "model_path", "") or "")) \
-            if getattr(self.ctx.settings, "model_path", None) else None
+        active = os.path.abspath(str(self.ctx.settings.model_path or "")) \
+            if self.ctx.settings.model_path else None
         for entry in self.ctx.catalog.entries():
             row = self._rows.get(entry.id)
             if row is None:
@@ -225,8 +225,7 @@ class ModelManagerDialog(QDialog):
             speed = self.ctx.probe.speed
             if speed is not None and plan.estimate is not None and plan.fits:
                 tok_s = predict_for_estimate(cands[entry.id].shape, plan.estimate, speed,
-                                             str(getattr(self.ctx.settings, "kv_cache_type",
-                                                         "f16"))).decode_tok_s
+                                             self.ctx.settings.kv_cache_type).decode_tok_s
                 detail += " · " + speed_label(tok_s, measured_tok_s(entry.file.filename))
             if not entry.repo.verified:
                 detail += " · file name not yet confirmed: Refresh list checks it"

@@ -273,7 +273,7 @@ class SettingsDialog(QDialog):
         assert new.model_path is not None
         layers = new.n_gpu_layers if new.n_gpu_layers is not None else self.model_page.auto_gpu_layers()
         started = bool(self._switcher.switch(
-            new.model_path, new.mmproj_path, new.n_ctx, layers,
+            new.model_path, new.mmproj_path, new.n_ctx, layers, kv_type=new.kv_cache_type,
             confirm=lambda: self.ask("Stop the answer being written?",
                                      "Switching models stops the answer that is being written. "
                                      "What it has written so far is kept.")))

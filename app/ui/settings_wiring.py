@@ -29,7 +29,7 @@ def default_model_store(settings: Any) -> Any:
     try:
         from app.core.download.store import ModelStore
 
-        root = getattr(settings, "models_dir", None)
+        root = settings.models_dir
         return ModelStore(Path(root) if root else None)
     except Exception:  # noqa: BLE001 - the dialog still works with just the current model
         log.exception("could not open the models folder")
@@ -82,7 +82,7 @@ class SettingsWiring(QObject):
         if self.dialog is None:
             store = self._model_store if self._model_store is not None else default_model_store(
                 self._settings)
-            info = getattr(self._client, "model_info", None) or {}
+            info = self._client.model_info or {}
             dialog = SettingsDialog(self._settings.copy(), switcher=self.switcher, store=store,
                                     machine=self.machine, active_model=info.get("path"),
                                     parent=self._window)

@@ -201,7 +201,7 @@ class VoiceController(QObject):
         if self._blocked_reason:
             self.sig_blocked.emit()
             return
-        self._recorder.start(getattr(self._settings, "microphone_id", None) or None)
+        self._recorder.start(self._settings.microphone_id or None)
 
     def stop(self) -> None:
         if self.recording:
@@ -304,7 +304,7 @@ class VoiceController(QObject):
             self.sig_state_changed.emit(state)
 
     def _shortcut_sequence(self) -> QKeySequence:
-        text = str(getattr(self._settings, "push_to_talk_shortcut", "") or DEFAULT_SHORTCUT)
+        text = str(self._settings.push_to_talk_shortcut or DEFAULT_SHORTCUT)
         return QKeySequence(text)
 
     def _update_button(self) -> None:

@@ -215,6 +215,7 @@ class LlamaEngine(PromptCache):
             memory=llama_log.memory_summary(),
             mmproj=mmproj or None,
             n_threads=threads,
+            kv_type=kv_type,
         )
         if mmproj:
             self._load_projector(mmproj, threads, n_gpu_layers != 0)

@@ -108,6 +108,7 @@ class ModelInfo:
     memory: dict[str, int] = field(default_factory=dict)
     mmproj: str | None = None  # the projector loaded with it (what a reload must bring back)
     n_threads: int = 0
+    kv_type: str = "f16"
 
 
 class Stopped(Exception):
