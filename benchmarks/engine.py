@@ -53,7 +53,10 @@ class RawLlama:
     def __init__(self, model_path: str, threads: int, n_ctx: int) -> None:
         import llama_cpp as lc
 
+        from app.core.engine.backends import load_backends
+
         self.lc = lc
+        load_backends()  # BACKEND_DL builds: the same CPU variant and GPU modules as the app
         lc.llama_backend_init()
         self._quiet = lc.llama_log_callback(lambda *_: None)  # must outlive every llama.cpp call
         lc.llama_log_set(self._quiet, None)

@@ -188,7 +188,8 @@ def choose_cpu_variant(scores: dict[str, int], trial: bool) -> tuple[str | None,
     usable = sorted((s, n) for n, s in scores.items() if s > 0 and n not in failed)
     if not usable:
         state["note"] = note
-        _write_state(state)
+        if crashed:
+            _write_state(state)
         return None, note
     works = state.get("works")
     chosen = works if works in dict((n, s) for s, n in usable) else usable[-1][1]
@@ -198,7 +199,8 @@ def choose_cpu_variant(scores: dict[str, int], trial: bool) -> tuple[str | None,
     if trial and chosen != works:
         # A variant that already decoded here is proven; only an unproven one is put on trial.
         state["trying"], state["pid"] = chosen, os.getpid()
-    _write_state(state)
+    if crashed or trial:  # a look from doctor or the device probe changes nothing
+        _write_state(state)
     return chosen, note
 
 
