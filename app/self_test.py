@@ -147,7 +147,17 @@ class SelfTest:
         devices = ggml_devices(folder)
         names = ", ".join(f"{d.kind}:{d.description or d.name}" for d in devices) or "none"
         gpu = "yes" if supports_gpu_offload(folder) else "no (CPU build)"
-        return f"{len(devices)} device(s): {names}; GPU offload: {gpu}"
+        from app.core.engine.backends import report
+
+        loaded = report()
+        modules = ""
+        if loaded is not None and loaded.dynamic:
+            # Why a GPU module is unused, in words ("vulkan: no Vulkan driver"): the user's answer
+            # to "why is it running on the CPU?".
+            why = [f"{m.name}: {m.reason}" for m in loaded.modules
+                   if not m.name.startswith("cpu") and m.reason]
+            modules = f"; CPU variant {loaded.cpu_variant}" + "".join(f"; {w}" for w in why)
+        return f"{len(devices)} device(s): {names}; GPU offload: {gpu}{modules}"
 
     def step_widgets(self) -> str:
         from app.ui.about_dialog import AboutDialog
@@ -213,8 +223,11 @@ class SelfTest:
         if "<|channel>" in answer or "<channel|>" in answer:
             raise StepFailed(f"a thought marker leaked into the answer: {answer!r}")
         speed = stats.decode_tok_s
-        return (f"{n} tokens at {speed:.0f} tok/s; thinking {thinking.strip()[:40]!r}, "
-                f"answer {answer.strip()[:40]!r}")
+        offload = stats.offload or {}
+        where = (f"{offload['layers']}/{offload['of']} layers on {offload['device']}"
+                 if offload.get("layers") else "CPU")
+        return (f"{n} tokens at {speed:.0f} tok/s on {where} (CPU variant {stats.cpu_variant}); "
+                f"thinking {thinking.strip()[:40]!r}, answer {answer.strip()[:40]!r}")
 
     def step_microphone(self) -> str:
         if self.args.no_audio:
