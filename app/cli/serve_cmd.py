@@ -65,6 +65,9 @@ def run_serve(argv: list[str]) -> int:
         key = load_key()
         if key:
             sys.stderr.write(f"note: using the API key saved in {key_path()}\n")
+    if args.parallel > 1:  # continuous batching in the engine host is not there yet
+        sys.stderr.write("note: the engine answers one request at a time for now; others wait "
+                         "their turn in arrival order.\n")
     options = ServeOptions(model, args.mmproj or find_projector(model), args.host, args.port, key,
                            max(1, args.parallel), args.ctx, args.threads, args.n_gpu_layers,
                            list(args.cors))
