@@ -47,6 +47,8 @@ def test_self_test_passes_with_microphone(pulse: PulseServer) -> None:  # noqa: 
     assert "gemma4" in lines["model"]
     # The grammar forces "thought, then answer": both halves arrived, no marker leaked.
     assert "thinking '" in lines["generate"] and "answer '" in lines["generate"]
+    # Where it ran, from llama.cpp's own offload count and the CPU variant the host loaded.
+    assert " on CPU (CPU variant " in lines["generate"] or " layers on " in lines["generate"]
     assert "recorded 1." in lines["microphone"] or "recorded 0.9" in lines["microphone"]
     assert ".wav" in lines["microphone"]
     assert result.stdout.rstrip().endswith("Self-test passed.")
