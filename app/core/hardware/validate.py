@@ -7,13 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.core.hardware.gguf_info import (
-    PROJECTOR_FAMILIES,
-    SUPPORTED_ARCHITECTURES,
-    GGUFError,
-    GGUFInfo,
-    read_gguf_path,
-)
+from app.core.hardware.gguf_info import GGUFError, GGUFInfo, read_gguf_path
+from app.core.hardware.gguf_tables import PROJECTOR_FAMILIES, SUPPORTED_ARCHITECTURES
 
 
 class ValidationError(ValueError):
