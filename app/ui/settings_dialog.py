@@ -19,22 +19,15 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
-    QFrame,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
     QMessageBox,
     QProgressDialog,
-    QScrollArea,
-    QStackedWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from app.core import paths
 from app.core.hardware.planner import Machine
 from app.core.storage.settings import Settings, save_settings
+from app.ui.settings_layout import build_frame
 from app.ui.settings_pages.appearance_page import AppearancePage
 from app.ui.settings_pages.common import SettingsPage, dialog_stylesheet
 from app.ui.settings_pages.folder_move import FolderMoveJob, MoveError, check_move
@@ -43,37 +36,11 @@ from app.ui.settings_pages.model_page import ModelPage
 from app.ui.settings_pages.storage_page import StoragePage
 from app.ui.settings_pages.tools_page import ToolsPage
 from app.ui.settings_pages.voice_page import VoicePage
+from app.ui.settings_support import default_machine, installed_models, rebase_model_paths
 
 log = logging.getLogger(__name__)
 
 MODEL_FIELDS = ("model_path", "mmproj_path", "n_ctx", "n_gpu_layers")
-
-
-def default_machine() -> Machine:
-    """RAM only (cheap to read); the window passes the probed machine when it has one."""
-    from app.core.hardware.devices import ram_bytes
-
-    total, available = ram_bytes()
-    return Machine(ram_available=available, ram_total=total)
-
-
-def installed_models(store: Any) -> tuple[list[tuple[str, str | None]], list[tuple[str, int]]]:
-    """(models with their projector, every file with its size) from a ModelStore."""
-    if store is None:
-        return [], []
-    entries = list(store.installed())
-    projectors: dict[str, str] = {}
-    for e in entries:
-        if e.filename.lower().startswith("mmproj"):
-            projectors.setdefault(e.repo_id if e.repo_id != "local" else os.path.dirname(e.path),
-                                  e.path)
-    models = []
-    for e in entries:
-        if e.filename.lower().startswith("mmproj"):
-            continue
-        key = e.repo_id if e.repo_id != "local" else os.path.dirname(e.path)
-        models.append((e.path, projectors.get(key)))
-    return models, [(e.filename, int(e.size)) for e in entries]
 
 
 class SettingsDialog(QDialog):
@@ -127,67 +94,15 @@ class SettingsDialog(QDialog):
     # ----- layout --------------------------------------------------------------------------
 
     def _build(self, notice: str | None) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.setSpacing(0)
-        body = QHBoxLayout()
-        body.setSpacing(0)
-        self.nav = QListWidget()
-        self.nav.setObjectName("SettingsNav")
-        self.nav.setAccessibleName("Settings pages")
-        self.nav.setFixedWidth(190)
-        self.stack = QStackedWidget()
-        for page in self.pages:
-            self.nav.addItem(page.title)
-            # Each page scrolls on its own, so a large text size never clips a control.
-            scroll = QScrollArea()
-            scroll.setObjectName("SettingsScroll")
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QFrame.Shape.NoFrame)
-            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-            scroll.setWidget(page)
-            self.stack.addWidget(scroll)
-        body.addWidget(self.nav)
-        right = QVBoxLayout()
-        right.setContentsMargins(0, 0, 0, 0)
-        self.notice = QLabel(notice or "")
-        self.notice.setObjectName("SettingsError")
-        self.notice.setWordWrap(True)
-        self.notice.setContentsMargins(28, 14, 28, 0)
-        self.notice.setAccessibleName("Settings notice")
-        self.notice.setVisible(bool(notice))
-        right.addWidget(self.notice)
-        right.addWidget(self.stack, 1)
-        body.addLayout(right, 1)
-        outer.addLayout(body, 1)
-        bar = QFrame()
-        bar.setObjectName("SettingsButtons")
-        bar_layout = QHBoxLayout(bar)
-        bar_layout.setContentsMargins(16, 10, 16, 10)
-        self.buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Apply
-            | QDialogButtonBox.StandardButton.Cancel)
-        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.apply_button = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
-        self.cancel_button = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
-        for button, name in ((self.ok_button, "OK: apply and close"),
-                             (self.apply_button, "Apply"), (self.cancel_button, "Cancel")):
-            button.setAccessibleName(name)
-        self.ok_button.setDefault(True)
-        self.ok_button.setObjectName("SettingsPrimary")
-        bar_layout.addWidget(self.buttons)
-        outer.addWidget(bar)
-        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
-        self.nav.setCurrentRow(0)
+        frame = build_frame(self, self.pages, notice)
+        self.nav, self.stack, self.notice = frame.nav, frame.stack, frame.notice
+        self.buttons = frame.buttons
+        self.ok_button = frame.ok_button
+        self.apply_button = frame.apply_button
+        self.cancel_button = frame.cancel_button
         self.ok_button.clicked.connect(self._on_ok_clicked)
         self.apply_button.clicked.connect(self._on_apply_clicked)
         self.cancel_button.clicked.connect(self.reject)
-        chain: list[QWidget] = [self.nav]
-        for page in self.pages:
-            chain.extend(page.focus_chain())
-        chain.extend([self.ok_button, self.apply_button, self.cancel_button])
-        for first, second in zip(chain, chain[1:], strict=False):
-            QWidget.setTabOrder(first, second)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
         self.restyle()
@@ -426,19 +341,3 @@ class SettingsDialog(QDialog):
 
     def _inform_user(self, title: str, text: str) -> None:
         QMessageBox.warning(self, title, text)
-
-
-def rebase_model_paths(settings: Settings, old_root: Path, new_root: Path) -> None:
-    """Model paths under old_root now live under new_root; paths elsewhere stay."""
-
-    def moved(value: str) -> str:
-        try:
-            return str(new_root / Path(value).relative_to(old_root))
-        except ValueError:
-            return value  # a model opened from another folder did not move
-
-    if settings.model_path:
-        settings.model_path = moved(settings.model_path)
-    if settings.mmproj_path:
-        settings.mmproj_path = moved(settings.mmproj_path)
-    settings.recent_models = [moved(p) for p in settings.recent_models]
