@@ -18,7 +18,7 @@ from app.core.engine.records import Reply
 from app.core.storage.settings import PRESETS
 from app.ui.branch_switcher import branch_positions, sibling_at
 from app.ui.chat_view import ChatView
-from app.ui.media_controller import with_image_detail
+from app.ui.media_formats import with_image_detail
 from app.ui.messages import AssistantMessageWidget
 
 log = logging.getLogger(__name__)

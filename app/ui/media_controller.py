@@ -15,14 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import (
-    QEvent,
-    QMimeData,
-    QObject,
-    Qt,
-    QThreadPool,
-    Signal,
-)
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QThreadPool, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QWidget
 
@@ -30,35 +23,13 @@ from app.core.storage.records import Attachment
 from app.services.recorder import MicrophoneRecorder
 from app.services.transcriber import NO_TRANSCRIBER_MESSAGE, LocalTranscriber
 from app.ui.attachments import AttachmentStrip, open_image_viewer
+from app.ui.media_formats import AUDIO_EXTENSIONS, PICK_FILTER, RAW_IMAGE_FORMATS, attachable
 from app.ui.media_import import ImportJob, JobSignals
 from app.ui.voice import RecordingBar, VoiceController
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset({"wav", "flac", "ogg", "oga", "mp3", "opus"})
-IMAGE_PATTERNS = "*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff *.heic *.heif *.avif"
-AUDIO_PATTERNS = "*.wav *.flac *.ogg *.oga *.mp3"
-PICK_FILTER = (f"Images and audio ({IMAGE_PATTERNS} {AUDIO_PATTERNS});;Images ({IMAGE_PATTERNS});;"
-               f"Audio ({AUDIO_PATTERNS});;All files (*)")
-# Raw image data on the clipboard or in a drop, best first (PNG keeps a screenshot lossless).
-RAW_IMAGE_FORMATS = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
 ERROR_TITLE = "Couldn\u2019t attach a file"
-
-
-def with_image_detail(messages: list[dict[str, Any]], budget: Any) -> list[dict[str, Any]]:
-    """Add "max_side" (from the image token budget 70..1120) to every image part sent to the engine."""
-    from app.core.media.detail import IMAGE_TOKEN_BUDGETS, max_side_for_budget
-
-    if budget not in IMAGE_TOKEN_BUDGETS:
-        return messages
-    side = max_side_for_budget(int(budget))
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "image":
-                    part["max_side"] = side
-    return messages
 
 
 class MediaController(QObject):
@@ -205,13 +176,13 @@ class MediaController(QObject):
         kind = event.type()
         if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
             mime = event.mimeData()  # type: ignore[attr-defined]
-            if _attachable(mime):
+            if attachable(mime):
                 event.setDropAction(Qt.DropAction.CopyAction)  # type: ignore[attr-defined]
                 event.accept()
                 return True
         elif kind == QEvent.Type.Drop:
             mime = event.mimeData()  # type: ignore[attr-defined]
-            if _attachable(mime):
+            if attachable(mime):
                 event.setDropAction(Qt.DropAction.CopyAction)  # type: ignore[attr-defined]
                 event.accept()
                 self._new_batch()
@@ -221,7 +192,7 @@ class MediaController(QObject):
             assert isinstance(event, QKeyEvent)
             if event.matches(QKeySequence.StandardKey.Paste):
                 mime = QGuiApplication.clipboard().mimeData()
-                if mime is not None and _attachable(mime):
+                if mime is not None and attachable(mime):
                     self._new_batch()
                     return self.add_mime(mime)
             elif event.key() == Qt.Key.Key_Escape and self.voice.recording:
@@ -397,11 +368,3 @@ class MediaController(QObject):
     def _on_transcriber_failed(self, message: str) -> None:
         self._composer.mic_button.setEnabled(True)
         self._report(message)
-
-
-def _attachable(mime: QMimeData | None) -> bool:
-    if mime is None:
-        return False
-    if mime.hasUrls() and any(url.isLocalFile() for url in mime.urls()):
-        return True
-    return mime.hasImage() or any(mime.hasFormat(fmt) for fmt in RAW_IMAGE_FORMATS)
