@@ -33,6 +33,7 @@ from app.ui.settings_wiring import SettingsWiring
 from app.ui.sidebar import SidebarPane
 from app.ui.status_bar import ChatStatusBar
 from app.ui.window_menus import build_menus
+from app.ui.window_models import WindowModels
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self._settings = settings
         self._client = client
-        self._models: Any = None  # ModelsContext, created on first use (model manager, welcome)
-        self._models_dialog: Any = None
+        self.models = WindowModels(self, settings, client)
         self._loading_name = ""
         self._conversation_title = "New chat"
         app = QApplication.instance()
@@ -122,8 +122,8 @@ class MainWindow(QMainWindow):
         comp.sig_stop_requested.connect(c.stop)
         comp.sig_thinking_toggled.connect(self._on_composer_thinking_toggled)
         self.media.sig_settings_changed.connect(self.sig_settings_changed)
-        self.media.sig_get_projector_requested.connect(self._on_media_get_projector_requested)
-        self.media.sig_get_audio_model_requested.connect(self._on_media_get_audio_model_requested)
+        self.media.sig_get_projector_requested.connect(self.models.get_projector)
+        self.media.sig_get_audio_model_requested.connect(self.models.get_audio_model)
         side.sig_new_requested.connect(c.new_conversation)
         side.sig_selected.connect(c.open_conversation)
         side.sig_rename_requested.connect(c.rename_conversation)
@@ -209,61 +209,11 @@ class MainWindow(QMainWindow):
 
     def models_context(self) -> Any:
         """The catalog, downloads and hardware probe the model manager and welcome screen share."""
-        if self._models is None:
-            from app.ui.model_context import ModelsContext
-
-            self._models = ModelsContext(self._settings, parent=self)
-            self._models.sig_use_requested.connect(self.load_model)
-            self._models.probe.sig_finished.connect(self._on_models_probe_finished)
-        return self._models
-
-    def _on_media_get_projector_requested(self) -> None:
-        """"Get it" on the no-projector notice: fetch the active model's projector, then reload."""
-        info = self._client.model_info or {}
-        ctx = self.models_context()
-        entry = ctx.catalog.find_by_filename(str(info.get("path", "")))
-        if entry is None or entry.mmproj is None:
-            self.open_models()  # not a catalog model: the manager shows what there is
-            return
-        self._start_download(entry.id, then_use=True)
-
-    def _on_media_get_audio_model_requested(self) -> None:
-        """"Get it" on the no-voice-model notice: fetch the smallest E-series model for transcription."""
-        ctx = self.models_context()
-        small = [e for e in ctx.catalog.entries() if e.variant.id == "E2B" and e.mmproj is not None]
-        if not small:
-            self.open_models()
-            return
-        self._start_download(min(small, key=lambda e: e.file.size).id, then_use=False)
-
-    def _start_download(self, entry_id: str, then_use: bool) -> None:
-        ctx = self.models_context()
-        try:
-            job = ctx.download(entry_id)  # files already installed are verified, not fetched again
-        except Exception as exc:  # noqa: BLE001 - offline, no disk space: say so
-            self.banner.show_notice("Couldn't start the download", str(exc))
-            return
-        if then_use:
-            job.sig_finished.connect(lambda _path: ctx.use(entry_id))
-        self.open_models()  # shows the progress, pause and cancel
-
-    def _on_models_probe_finished(self, _report: Any) -> None:
-        # The settings dialog's memory estimates use the probed GPU too, once it is known.
-        wiring = getattr(self, "settings_wiring", None)
-        if wiring is not None and self._models is not None:
-            wiring.machine = self._models.machine()
+        return self.models.context()
 
     def open_models(self) -> Any:
         """Show the model manager (non-modal; downloads go on when it is closed)."""
-        from app.ui.model_manager import ModelManagerDialog
-
-        if self._models_dialog is None:
-            self._models_dialog = ModelManagerDialog(self.models_context(), self)
-            self._models_dialog.sig_settings_changed.connect(self.sig_settings_changed)
-        self._models_dialog.show()
-        self._models_dialog.raise_()
-        self._models_dialog.activateWindow()
-        return self._models_dialog
+        return self.models.open_manager()
 
     def show_welcome(self, pane: QWidget) -> None:
         """Show a first-start pane in place of the chat until hide_welcome()."""
@@ -386,8 +336,7 @@ class MainWindow(QMainWindow):
         self.media.shutdown()
         self.settings_wiring.shutdown()
         self.conversation_actions.wait()
-        if self._models is not None:
-            self._models.shutdown()  # downloads pause; their partial files resume next time
+        self.models.shutdown()
         super().closeEvent(event)
 
 

@@ -347,11 +347,11 @@ def test_window_models_action_opens_the_manager(qtbot, tmp_path, monkeypatch):
     window.models_context().probe.set_report(gpu_report())
     assert window.models_action.shortcut().toString() == "Ctrl+M"
     window.models_action.trigger()
-    dlg = window._models_dialog
+    dlg = window.models.dialog
     try:
         assert isinstance(dlg, ModelManagerDialog) and dlg.isVisible()
         window.models_action.trigger()
-        assert window._models_dialog is dlg  # one manager, raised again
+        assert window.models.dialog is dlg  # one manager, raised again
     finally:
         dlg.task and dlg.task.wait(10)
         window.close()
