@@ -23,23 +23,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.hardware.memory import Options, estimate
-from app.core.hardware.planner import BADGE_TEXT, NO_FIT, Candidate, Machine, fit, max_gpu_layers
+from app.core.hardware.planner import Machine, max_gpu_layers
 from app.core.storage.settings import Settings
 from app.ui.settings_pages.common import SettingsPage, form, hint, human_size, page_layout, section
 from app.ui.settings_pages.model_facts import ModelFacts, ModelFactsJob, cached_facts
+from app.ui.settings_pages.model_memory import context_choices, ctx_label, fit_badge, memory_text
 
-CONTEXT_CHOICES = (2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144)
 PATH_ROLE = Qt.ItemDataRole.UserRole
 MMPROJ_ROLE = Qt.ItemDataRole.UserRole + 1
-GIB = 1024**3
-
-
-def _ctx_label(n: int) -> str:
-    return f"{n // 1024}k tokens" if n % 1024 == 0 else f"{n:,} tokens"
-
-
-def _gb(n: int) -> str:
-    return f"{n / GIB:.1f} GB" if n >= GIB / 10 else f"{n / 1024**2:.0f} MB"
 
 
 class ModelPage(SettingsPage):
@@ -270,17 +261,11 @@ class ModelPage(SettingsPage):
             return f"{name}\nreading…"
         if facts.error:
             return f"{name}\n{facts.error}"
-        badge = self._badge(facts)
+        badge = fit_badge(facts, self._machine, int(self.ctx_combo.currentData() or 8192),
+                          self._options())
         active = " · in use" if self._active and os.path.abspath(path) == os.path.abspath(
             self._active) else ""
         return f"{name}\n{human_size(facts.size)} · {badge}{active}"
-
-    def _badge(self, facts: ModelFacts) -> str:
-        if facts.shape is None:
-            return "not a model"
-        ctx = int(self.ctx_combo.currentData() or 8192)
-        plan = fit(_candidate(facts), self._machine, min(ctx, facts.max_context or ctx), self._options())
-        return "does not fit" if plan.badge == NO_FIT else BADGE_TEXT[plan.badge]
 
     def _read_headers(self, paths: list[str]) -> None:
         missing = []
@@ -302,15 +287,12 @@ class ModelPage(SettingsPage):
 
     def _fill_contexts(self, wanted: int) -> None:
         facts = self.selected_facts()
-        limit = facts.max_context if facts and facts.max_context else CONTEXT_CHOICES[-1]
-        choices = [c for c in CONTEXT_CHOICES if c <= limit] or [limit]
-        if wanted not in choices and wanted <= limit:
-            choices = sorted({*choices, wanted})
+        choices = context_choices(facts.max_context if facts else None, wanted)
         self.ctx_combo.blockSignals(True)
         self.ctx_combo.clear()
         for n in choices:
-            self.ctx_combo.addItem(_ctx_label(n), n)
-        index = self.ctx_combo.findData(min(wanted, limit))
+            self.ctx_combo.addItem(ctx_label(n), n)
+        index = self.ctx_combo.findData(min(wanted, choices[-1]))
         self.ctx_combo.setCurrentIndex(index if index >= 0 else len(choices) - 1)
         self.ctx_combo.blockSignals(False)
 
@@ -343,20 +325,7 @@ class ModelPage(SettingsPage):
             self.gpu_layers.setValue(layers)
             self.gpu_layers.blockSignals(False)
         est = estimate(shape, ctx, layers, self._options(), self._machine.has_gpu)
-        parts = [f"about {_gb(est.total)} in all: the model {_gb(est.gpu_weights + est.cpu_weights)}, "
-                 f"the context {_gb(est.kv)}, work space {_gb(est.gpu_compute + est.cpu_compute)}"]
-        if self._machine.has_gpu:
-            parts.append(f"{_gb(est.gpu_total)} of it on the GPU "
-                         f"({_gb(self._machine.gpu_budget())} free to use)")
-        else:
-            parts.append(f"all in RAM ({_gb(self._machine.ram_budget())} free to use)")
-        over = (est.gpu_total > self._machine.gpu_budget() if self._machine.has_gpu and layers
-                else False) or est.cpu_total > self._machine.ram_budget()
-        text = "It will need " + "; ".join(parts) + "."
-        if over and self._machine.ram_total:
-            text += " That is more than this machine has free: choose a shorter context" + (
-                " or fewer GPU layers." if self._machine.has_gpu else " or a smaller model.")
-        self.memory_label.setText(text)
+        self.memory_label.setText(memory_text(est, self._machine, layers))
 
     def _set_gpu_manual(self, manual: bool) -> None:
         # Read-only rather than disabled: the automatic choice stays legible (and readable by a
@@ -407,9 +376,3 @@ class ModelPage(SettingsPage):
     def _on_memory_inputs_changed(self, *_args: object) -> None:
         self._update_memory()
         self._refresh_items()
-
-
-def _candidate(facts: ModelFacts) -> Candidate:
-    assert facts.shape is not None
-    return Candidate(model_id=facts.path, variant=facts.name, quant="", rank=1, moe=False,
-                     shape=facts.shape, installed=True)
