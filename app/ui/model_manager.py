@@ -31,15 +31,12 @@ from PySide6.QtWidgets import (
 from app.core.catalog import CatalogError
 from app.core.download import DownloadError, save_token
 from app.core.hardware.devices import HardwareReport
-from app.core.hardware.speed import measured_tok_s, predict_for_estimate, speed_label
-from app.services.downloads import DownloadJob, JobState
+from app.services.downloads import DownloadJob
 from app.ui import theme
 from app.ui.model_context import BackgroundTask, ModelsContext, is_auth_failure
+from app.ui.model_list import LOCAL_PREFIX, ModelList, ctx_label
 from app.ui.model_rows import (
-    AVAILABLE,
     FAILED,
-    INSTALLED,
-    PAUSED,
     RUNNING,
     GpuWarningBox,
     ModelRowWidget,
@@ -47,18 +44,12 @@ from app.ui.model_rows import (
     button,
     file_size,
     hardware_text,
-    memory_size,
     stylesheet,
 )
 
 log = logging.getLogger(__name__)
 
 CONTEXTS = (4096, 8192, 16384, 32768, 65536, 131072)
-LOCAL_PREFIX = "local:"
-
-
-def _ctx_label(n: int) -> str:
-    return f"{n // 1024}k"
 
 
 class ModelManagerDialog(QDialog):
@@ -71,7 +62,6 @@ class ModelManagerDialog(QDialog):
         super().__init__(parent)
         self.ctx = context
         self._refresh_on_open = refresh_on_open
-        self._rows: dict[str, ModelRowWidget] = {}
         self._hooked: set[int] = set()
         self.task: BackgroundTask | None = None  # the running refresh/import/add (one at a time)
         self.setWindowTitle("Models")
@@ -109,7 +99,7 @@ class ModelManagerDialog(QDialog):
         self.ctx_combo = QComboBox()
         self.ctx_combo.setAccessibleName("Context length for the memory estimate")
         for n in CONTEXTS:
-            self.ctx_combo.addItem(f"{_ctx_label(n)} context", n)
+            self.ctx_combo.addItem(f"{ctx_label(n)} context", n)
         wanted = self.ctx.context_length()
         self.ctx_combo.setCurrentIndex(min(range(len(CONTEXTS)),
                                            key=lambda i: abs(CONTEXTS[i] - wanted)))
@@ -141,11 +131,9 @@ class ModelManagerDialog(QDialog):
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
-        self.list = QWidget()
-        self.list.setObjectName("ModelList")
-        self.list_layout = QVBoxLayout(self.list)
-        self.list_layout.setContentsMargins(0, 0, 6, 0)
-        self.list_layout.setSpacing(8)
+        self.list = ModelList(self.ctx, self.n_ctx)
+        self.list.sig_action.connect(self._on_row_action)
+        self._rows = self.list.rows  # the same dict: the list fills it, the job hooks read it
         self.scroll_area.setWidget(self.list)
         layout.addWidget(self.scroll_area, 1)
         bottom = QHBoxLayout()
@@ -158,40 +146,7 @@ class ModelManagerDialog(QDialog):
 
     def rebuild(self) -> None:
         """Recreate the rows (the catalog or the imported files changed)."""
-        while self.list_layout.count():
-            item = self.list_layout.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.deleteLater()
-        self._rows.clear()
-        for variant in self.ctx.catalog.variants:
-            entries = [e for e in self.ctx.catalog.entries() if e.variant.id == variant.id]
-            if not entries:
-                continue
-            self._group(f"GEMMA 4 {variant.id} · {', '.join(variant.inputs)} · "
-                        f"{variant.max_context // 1024}k context")
-            for entry in entries:
-                self._add_row(entry.id)
-        self._group("IMPORTED FILES")
-        self._imported_hint = QLabel("GGUF files you import from this computer show here.")
-        self._imported_hint.setObjectName("ModelsHint")
-        self.list_layout.addWidget(self._imported_hint)
-        for model in self.ctx.local_models():
-            self._add_row(LOCAL_PREFIX + model.filename)
-        self._imported_hint.setVisible(not self.ctx.local_models())
-        self.list_layout.addStretch(1)
-        self.update_rows()
-
-    def _group(self, text: str) -> None:
-        label = QLabel(text)
-        label.setObjectName("GroupTitle")
-        self.list_layout.addWidget(label)
-
-    def _add_row(self, key: str) -> None:
-        row = ModelRowWidget(key, self.list)
-        row.sig_action.connect(self._on_row_action)
-        self._rows[key] = row
-        self.list_layout.addWidget(row)
+        self.list.rebuild()
 
     # ----- state -> rows -------------------------------------------------------------------
 
@@ -203,80 +158,7 @@ class ModelManagerDialog(QDialog):
 
     def update_rows(self) -> None:
         """Fit badges, sizes, installed/in-use tags and download states of every row."""
-        if set(self._local_keys()) != {k for k in self._rows if k.startswith(LOCAL_PREFIX)}:
-            self.rebuild()
-            return
-        ctx = self.n_ctx()
-        cands = self.ctx.candidates()
-        best = self.ctx.recommendation().candidate
-        active = os.path.abspath(str(self.ctx.settings.model_path or "")) \
-            if self.ctx.settings.model_path else None
-        for entry in self.ctx.catalog.entries():
-            row = self._rows.get(entry.id)
-            if row is None:
-                continue
-            plan = self.ctx.plan(entry.id, ctx, cands)
-            need = plan.estimate.total if plan.estimate else 0
-            paths = self.ctx.installed_paths(entry)
-            size = self.ctx.download_bytes(entry)
-            media = "/".join(i for i in entry.variant.inputs if i != "text") or "media"
-            detail = (f"{file_size(size)} download (model + {media} projector) · "
-                      f"needs {memory_size(need)} at {_ctx_label(ctx)} context")
-            speed = self.ctx.probe.speed
-            if speed is not None and plan.estimate is not None and plan.fits:
-                tok_s = predict_for_estimate(cands[entry.id].shape, plan.estimate, speed,
-                                             self.ctx.settings.kv_cache_type).decode_tok_s
-                detail += " · " + speed_label(tok_s, measured_tok_s(entry.file.filename))
-            if not entry.repo.verified:
-                detail += " · file name not yet confirmed: Refresh list checks it"
-            if paths is not None and self.ctx.unverified(entry):
-                detail += " · unverified: the Hub gave no sha256 to check it against"
-            if not plan.fits:  # memory: the numbers are already there; disk: say what to do
-                detail += (" · more than this computer has free" if plan.estimate is not None
-                           else f" · {plan.explanation}")
-            row.set_info(
-                f"{entry.variant.id} · {entry.quant}", detail, plan.badge,
-                recommended=best is not None and best.model_id == entry.id,
-                installed=paths is not None,
-                in_use=paths is not None and active == os.path.abspath(paths[0]),
-                repo="" if entry.repo.official else entry.repo.repo_id,
-            )
-            self._update_state(entry.id, paths is not None, size)
-        for model in self.ctx.local_models():
-            row = self._rows[LOCAL_PREFIX + model.filename]
-            proj = self.ctx.local_projector(model)
-            row.set_info(model.filename, f"{file_size(model.size)} · imported"
-                         + (" · with its image/audio projector" if proj else ""), None,
-                         installed=True,
-                         in_use=active == os.path.abspath(model.path))
-            row.set_state(INSTALLED)
-
-    def _update_state(self, key: str, installed: bool, size: int) -> None:
-        row = self._rows[key]
-        job = self.ctx.job(key)
-        state = job.state if job is not None else None
-        if state is JobState.RUNNING:
-            row.set_state(RUNNING)
-            done, total, speed, eta = job.last_progress  # type: ignore[union-attr]
-            row.set_progress(done, total, speed, eta)
-        elif state is JobState.PAUSED:
-            row.set_state(PAUSED)
-            done, total, speed, eta = job.last_progress  # type: ignore[union-attr]
-            row.set_progress(done, total, speed, eta, paused=True)
-        elif state is JobState.FAILED and not installed:
-            row.set_state(FAILED, row.message.text())
-        elif installed:
-            row.set_state(INSTALLED)
-        elif (partial := self.ctx.partial_bytes(self.ctx.catalog.entry(key))) > 0:
-            row.set_state(PAUSED)  # a download interrupted by closing the app
-            row.set_progress(partial, size, 0.0, -1.0, paused=True)
-        else:
-            row.set_state(AVAILABLE)
-        row.buttons["download"].setEnabled(not self.ctx.offline)
-        row.buttons["resume"].setEnabled(not self.ctx.offline)
-
-    def _local_keys(self) -> list[str]:
-        return [LOCAL_PREFIX + m.filename for m in self.ctx.local_models()]
+        self.list.update_rows()
 
     # ----- actions -------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ from app.core.hardware.planner import BADGE_TEXT, catalog_candidates, fit
 from app.core.storage.settings import Settings
 from app.services.hardware_probe import HardwareProbe, machine_from_report
 from app.ui.model_context import ModelsContext
-from app.ui.model_manager import LOCAL_PREFIX, ModelManagerDialog
+from app.ui.model_list import LOCAL_PREFIX
+from app.ui.model_manager import ModelManagerDialog
 from app.ui.model_rows import AVAILABLE, INSTALLED, PAUSED, RUNNING
 from tests.fixtures.hub_server import LocalHub, local_hub, random_file  # noqa: F401
 
