@@ -120,6 +120,8 @@ def _why_not(name: str, path: Path) -> str:
             ctypes.CDLL("libvulkan.so.1" if sys.platform.startswith("linux") else "vulkan-1")
         except OSError:
             return "libvulkan.so.1 not found (install the Vulkan loader, e.g. libvulkan1)"
+        if not _vulkan_drivers():
+            return "no Vulkan driver"
     try:
         ctypes.CDLL(str(path))
     except OSError as exc:

@@ -194,6 +194,7 @@ class LlamaEngine(PromptCache):
                 "Try a smaller context length in Settings.",
             )
         self.ctx = ctx
+        backends.offload_from_log(llama_log.lines(), id(self.model))  # before the log scrolls on
         self._n_batch = n_batch
         self._n_swa = lc.llama_model_n_swa(model)
         self._batch = lc.llama_batch_init(n_batch, 0, 1)
