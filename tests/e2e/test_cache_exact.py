@@ -10,13 +10,9 @@ edited and resent, and switched back to an earlier branch.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import soundfile as sf
-from PIL import Image
 
 from app.core.engine.blocking import BlockingEngine
 from app.core.engine.messages import LoadModel
@@ -110,25 +106,14 @@ def _conversation(pair: Pair, first_user: Any, media_turns: list[Any]) -> None:
     assert sum(1 for n in reused if n > SLIDING_WINDOW) >= 2, reused
 
 
-@pytest.fixture()
-def media(tmp_path: Path) -> dict[str, Path]:
-    img = tmp_path / "photo.png"
-    rng = np.random.default_rng(1)
-    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(img)
-    wav = tmp_path / "voice.wav"
-    t = np.arange(16000) / 16000
-    sf.write(wav, 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
-    return {"image": img, "audio": wav}
-
-
-def test_synthetic_gemma4_cached_answers_equal_fresh_ones(media):
+def test_synthetic_gemma4_cached_answers_equal_fresh_ones(media_files):
     g = synthetic_gemma4()
     load = LoadModel(str(g["model"]), str(g["mmproj"]), n_ctx=4096, n_threads=1)
     pair = Pair(load, SamplingParams(temperature=0.0, max_tokens=24, grammar=WORDS))
     try:
         _conversation(pair, "Hello <turn|> there.", [
-            [{"type": "image", "path": str(media["image"])}, {"type": "text", "text": "What is it?"}],
-            [{"type": "audio", "path": str(media["audio"])}, {"type": "text", "text": "And this?"}],
+            [{"type": "image", "path": str(media_files["image"])}, {"type": "text", "text": "What is it?"}],
+            [{"type": "audio", "path": str(media_files["audio"])}, {"type": "text", "text": "And this?"}],
             "And what about the picture now?",
         ])
     finally:

@@ -9,15 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services.engine_client import EngineBusy, EngineClient
-
-
-@pytest.fixture()
-def client(qtbot):
-    c = EngineClient()
-    yield c
-    c.shutdown()
-    assert c.wait_closed()
+from app.services.engine_client import EngineBusy
 
 
 def _load(qtbot, client, path, **kw):

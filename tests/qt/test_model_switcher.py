@@ -6,20 +6,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from app.services.engine_client import EngineClient
 from app.services.model_switcher import ModelSwitcher
 
 LOAD_MS = 120_000
-
-
-@pytest.fixture()
-def client(qtbot):
-    c = EngineClient()
-    yield c
-    c.shutdown()
-    assert c.wait_closed()
 
 
 def _alive(pid: int) -> bool:

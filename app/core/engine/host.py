@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import BinaryIO
 
 from app.core.engine.messages import (
@@ -169,7 +170,7 @@ def run_host() -> int:
         if request is None or isinstance(request, Shutdown):
             break
         try:
-            _handle(request, session, out, stops)
+            _handle(request, session, out, stops, jobs.empty)
         except Exception as exc:  # noqa: BLE001 - a bug in one request must not end the host
             traceback.print_exc()
             out.send(Failed(getattr(request, "id", None), "internal", str(exc), request.TAG))
@@ -177,7 +178,8 @@ def run_host() -> int:
     return 0
 
 
-def _handle(request: Request, session: object, out: _Output, stops: _Stops) -> None:
+def _handle(request: Request, session: object, out: _Output, stops: _Stops,
+            idle: Callable[[], bool]) -> None:
     from app.core.engine.session import EngineSession
 
     assert isinstance(session, EngineSession)
@@ -197,12 +199,15 @@ def _handle(request: Request, session: object, out: _Output, stops: _Stops) -> N
                 stops.end()
                 sender.flush()
             out.send(Done(request.id, stats))
-            session.engine.settle_last_answer()  # while the user reads the answer
+            if idle():  # while the user reads the answer; a waiting request goes first
+                session.engine.settle_last_answer()
+            else:
+                session.engine.drop_last_answer()
+        elif isinstance(request, Tokenize):  # before CountTokens, which it extends
+            tokens = session.token_list(request.messages, request.enable_thinking, request.tools)
+            out.send(TokenList(request.id, tokens))
         elif isinstance(request, CountTokens):
             count = session.count_tokens(request.messages, request.enable_thinking, request.tools)
             out.send(TokenCount(request.id, count))
-        elif isinstance(request, Tokenize):
-            tokens = session.token_list(request.messages, request.enable_thinking, request.tools)
-            out.send(TokenList(request.id, tokens))
     except EngineError as exc:
         out.send(Failed(req_id, exc.kind, exc.message, request.TAG))

@@ -325,6 +325,11 @@ class LlamaEngine(PromptCache):
         if self.ctx:
             self.settle(self._n_prompt)
 
+    def drop_last_answer(self) -> None:
+        """After an answer, when another request waits: its tokens leave the cache unsettled."""
+        if self.ctx:
+            self.settle(self._n_prompt, decode=False)
+
     def eval_media_chunk(self, prepared: Any, index: int, virtual: list[int], *, logits_last: bool) -> None:
         """Encode one image/audio chunk of a prepared prompt at the end of the cache."""
         n_past = len(self._tokens)

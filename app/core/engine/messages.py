@@ -74,14 +74,10 @@ class CountTokens:
 
 
 @dataclass(frozen=True)
-class Tokenize:
+class Tokenize(CountTokens):
     """The exact tokens the engine would feed for `messages` (for people debugging prompts)."""
 
     TAG: ClassVar[str] = "tokenize"
-    id: int
-    messages: list[Json] = field(default_factory=list)
-    enable_thinking: bool = False
-    tools: list[Json] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

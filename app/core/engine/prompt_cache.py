@@ -131,8 +131,11 @@ class PromptCache:
             tokens = tokens[split:]
         self.decode(tokens, logits_last=True)
 
-    def settle(self, n_prompt: int) -> None:
-        """Decode the last answer's tokens again as one batch, as a fresh context would have."""
+    def settle(self, n_prompt: int, *, decode: bool = True) -> None:
+        """Decode the last answer's tokens again as one batch, as a fresh context would have.
+
+        With decode False they only leave the cache (the next prompt decodes them, if it has them).
+        """
         n_gen = len(self._tokens) - n_prompt
         if n_gen <= 0:
             return
@@ -148,7 +151,7 @@ class PromptCache:
         self._checkpoints = [c for c in self._checkpoints if c.n_tokens <= start]
         # Too short a batch would not match a fresh context: leave it to the next prompt. And
         # without the sliding window before `start`, the next prompt restores a checkpoint.
-        if window_kept and len(again) >= MIN_CHUNK:
+        if decode and window_kept and len(again) >= MIN_CHUNK:
             self._decode_chunks(again, logits_last=False, stoppable=False)
 
     def decode(self, tokens: list[int], *, logits_last: bool) -> None:

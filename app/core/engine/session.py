@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.core.engine.llama_engine import LlamaEngine
+from app.core.engine.llama_engine import LlamaEngine, check_gguf_file
 from app.core.engine.messages import Generate, LoadModel, TokenInfo
 from app.core.engine.prompt_text import (
     choose_marks,
@@ -25,6 +25,7 @@ class EngineSession:
         self.tools: list[dict[str, Any]] = []  # declarations offered in the request being served
 
     def load(self, request: LoadModel, on_progress: Callable[[float], None]) -> ModelInfo:
+        check_gguf_file(request.path)  # a plain message for a file that is not a model at all
         n_gpu_layers, n_cpu_moe = request.n_gpu_layers, request.n_cpu_moe
         if n_gpu_layers is None:  # "auto": as many layers as fit in the memory free right now
             from app.core.engine.autofit import auto_gpu_layers
