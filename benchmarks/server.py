@@ -52,7 +52,10 @@ class RawBatched:
     def __init__(self, model_path: str, threads: int, n_ctx: int, n_seq: int) -> None:
         import llama_cpp as lc
 
+        from app.core.engine.backends import load_backends
+
         self.lc = lc
+        load_backends()  # BACKEND_DL builds: the same CPU variant and GPU modules as the app
         lc.llama_backend_init()
         self._quiet = lc.llama_log_callback(lambda *_: None)
         lc.llama_log_set(self._quiet, None)

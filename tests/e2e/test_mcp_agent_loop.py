@@ -31,6 +31,9 @@ ANSWER_GRAMMAR = 'root ::= "It is " [0-9] [0-9] " o clock"\n'
 def llm() -> Iterator[Any]:
     import llama_cpp
 
+    from app.core.engine.backends import load_backends
+
+    load_backends()  # a GGML_BACKEND_DL build has no backend, not even the CPU, until loaded
     model = llama_cpp.Llama(
         str(synthetic_gemma4()["model"]), n_ctx=2048, n_threads=2, seed=7, verbose=False
     )

@@ -28,6 +28,9 @@ def measured_decode_tok_s(model: Path, threads: int = 1, tokens: int = 48,
     """Single-token decode rate (CPU time, median) of real llama.cpp with the app's settings."""
     import llama_cpp as lc
 
+    from app.core.engine.backends import load_backends
+
+    load_backends()  # a GGML_BACKEND_DL build has no backend, not even the CPU, until loaded
     lc.llama_backend_init()
     quiet = lc.llama_log_callback(lambda *_: None)
     lc.llama_log_set(quiet, None)

@@ -19,6 +19,9 @@ from tests.fixtures.gemma4_template import CHAT_TEMPLATE
 def llm() -> Iterator[Any]:
     import llama_cpp
 
+    from app.core.engine.backends import load_backends
+
+    load_backends()  # a GGML_BACKEND_DL build has no backend, not even the CPU, until loaded
     path = synthetic_gemma4()["model"]
     t0 = time.perf_counter()
     model = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=256, n_threads=2, seed=7, verbose=False)
