@@ -75,7 +75,9 @@ def test_bundle_is_lean(bundle: Path) -> None:
     size = _du(bundle)
     print(f"bundle size {size / 1e6:.0f} MB (Qt {_du(qt) / 1e6:.0f} MB, "
           f"llama.cpp {_du(internal / 'llama_cpp') / 1e6:.0f} MB)")
-    assert size < 320e6
+    # 263 MB before the GPU backends; the 14 CPU variants and the Vulkan module (48 MB), and the
+    # API server's and MCP's libraries, brought it to about 385 MB.
+    assert size < 400e6
 
 
 def test_bundle_self_test(bundle: Path, pulse: PulseServer, tmp_path: Path) -> None:  # noqa: F811
