@@ -20,6 +20,7 @@ from typing import Any
 import llama_cpp as lc
 
 from app.core.engine import backends, llama_log
+from app.core.engine.model_file import check_gguf_file, explain_load_failure
 from app.core.engine.prompt_cache import PromptCache
 from app.core.engine.records import (
     EngineError,
@@ -29,24 +30,9 @@ from app.core.engine.records import (
     Stopped,
 )
 from app.core.engine.sampling import make_sampler
+from app.core.engine.vocab import Vocabulary
 
-GGUF_MAGIC = b"GGUF"
 END_OF_TURN_TEXTS = ("<turn|>", "<end_of_turn>")
-
-
-def check_gguf_file(path: str) -> None:
-    """Refuse what is clearly not a loadable GGUF before llama.cpp sees it."""
-    p = Path(path)
-    if not p.is_file():
-        raise EngineError("load", f"There is no model file at {path}.")
-    with p.open("rb") as f:
-        magic = f.read(4)
-    if magic != GGUF_MAGIC:
-        raise EngineError(
-            "load",
-            f"{p.name} is not a GGUF model file. Choose a .gguf file (for example "
-            "gemma-4-E4B-it-Q4_K_M.gguf).",
-        )
 
 
 _backend_ready = False
@@ -89,7 +75,7 @@ def default_threads() -> int:
     return max(1, n - 1)
 
 
-class LlamaEngine(PromptCache):
+class LlamaEngine(PromptCache, Vocabulary):
     """One loaded model and its context. Not thread-safe except for `stop_event`."""
 
     def __init__(self) -> None:
@@ -163,7 +149,7 @@ class LlamaEngine(PromptCache):
         llama_log.clear()
         model = lc.llama_model_load_from_file(path.encode("utf-8"), mparams)
         if not model:
-            raise EngineError("load", _explain_load_failure(path, llama_log.recent_errors()))
+            raise EngineError("load", explain_load_failure(path, llama_log.recent_errors()))
         self.model = model
         self.vocab = lc.llama_model_get_vocab(model)
         n_ctx_train = lc.llama_model_n_ctx_train(model)
@@ -266,49 +252,6 @@ class LlamaEngine(PromptCache):
         buf = ctypes.create_string_buffer(size + 1)
         lc.llama_model_meta_val_str(self.model, key.encode(), buf, size + 1)
         return buf.value.decode("utf-8", errors="replace")
-
-    def _piece_bytes(self, token: int, special: bool) -> bytes:
-        buf = self._piece_buf  # reused: this runs once per generated token
-        n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = lc.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
-        return buf.raw[:n]
-
-    def _piece(self, token: int, special: bool) -> str:
-        if token < 0:
-            return ""
-        return self._piece_bytes(token, special).decode("utf-8", errors="replace")
-
-    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
-        """Tokens of `text`; control-token text becomes control tokens only with parse_special."""
-        data = text.encode("utf-8")
-        n_max = len(data) + 16
-        arr = (lc.llama_token * n_max)()
-        n = lc.llama_tokenize(self.vocab, data, len(data), arr, n_max, add_special, parse_special)
-        if n < 0:
-            arr = (lc.llama_token * -n)()
-            n = lc.llama_tokenize(self.vocab, data, len(data), arr, -n, add_special, parse_special)
-        return list(arr[:n])
-
-    def token_text(self, token: int) -> str:
-        """A token's text, control tokens written out."""
-        return self._piece(token, special=True)
-
-    def is_control(self, token: int) -> bool:
-        return bool(lc.llama_vocab_get_attr(self.vocab, token) & lc.LLAMA_TOKEN_ATTR_CONTROL)
-
-    def escape_control_text(self, text: str) -> str:
-        """`text` with a word joiner inside every spelling of a control token, so it stays text."""
-        for _ in range(8):  # each pass breaks every control token found; nested spellings need more
-            found = {self.token_text(t) for t in self.tokenize(text, add_special=False)
-                     if self.is_control(t)}
-            found.discard("")
-            if not found:
-                break
-            for spelling in sorted(found, key=len, reverse=True):
-                text = text.replace(spelling, spelling[0] + "\u2060" + spelling[1:])
-        return text
 
     def decode(self, tokens: list[int], *, logits_last: bool) -> None:
         """Decode tokens at the end of the cache, in full batches; honours the stop flag."""
@@ -445,19 +388,3 @@ class LlamaEngine(PromptCache):
             self._tokens.append(token)
             idx = 0
         stats.finish_reason = "length"
-
-
-
-def _explain_load_failure(path: str, log_errors: list[str]) -> str:
-    name = Path(path).name
-    joined = " ".join(log_errors)
-    if "unknown model architecture" in joined:
-        arch = joined.split("unknown model architecture:", 1)[-1].strip().strip("'").split("'")[0]
-        return (
-            f"{name} uses the model architecture '{arch}', which this version of llama.cpp cannot run. "
-            "Choose a Gemma 4 GGUF."
-        )
-    if "data is not within the file bounds" in joined or "truncated" in joined or "failed to read" in joined:
-        return f"{name} is incomplete or damaged (the file is shorter than its header says). Download it again."
-    detail = log_errors[-1] if log_errors else "llama.cpp gave no reason"
-    return f"{name} could not be loaded: {detail}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.core.engine.llama_engine import LlamaEngine, check_gguf_file
+from app.core.engine.llama_engine import LlamaEngine
 from app.core.engine.messages import Generate, LoadModel, TokenInfo
+from app.core.engine.model_file import check_gguf_file
 from app.core.engine.prompt_text import (
     choose_marks,
     map_contents,
