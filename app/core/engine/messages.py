@@ -9,7 +9,7 @@ only places that know the tags.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from app.core.engine.protocol import ProtocolError
@@ -222,8 +222,3 @@ def event_from_wire(data: Json) -> Event:
         raise ProtocolError(f"unknown event {data.get('ev')!r}")
     event: Event = _build(cls, data)
     return event
-
-
-def as_dict(record: Any) -> Json:
-    """A record (ModelInfo, GenerationStats, …) as a plain dict, for storage and display."""
-    return asdict(record) if is_dataclass(record) and not isinstance(record, type) else {}

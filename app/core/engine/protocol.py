@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 _HEADER = struct.Struct(">I")
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -24,12 +24,6 @@ def encode(message: dict[str, Any]) -> bytes:
     """Frame one message."""
     body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return _HEADER.pack(len(body)) + body
-
-
-def write_message(stream: BinaryIO, message: dict[str, Any]) -> None:
-    """Write and flush one framed message."""
-    stream.write(encode(message))
-    stream.flush()
 
 
 class FrameReader:
