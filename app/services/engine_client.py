@@ -26,8 +26,6 @@ from app.core.engine.messages import (
     LoadModel,
     Progress,
     Ready,
-    TokenCount,
-    TokenList,
 )
 from app.core.engine.records import ModelInfo, Reply, SamplingParams
 
@@ -48,7 +46,6 @@ class EngineClient(QObject):
     sig_delta = Signal(int, str, str)  # request id, kind ("thinking" | "answer"), text
     sig_finished = Signal(object)  # Reply: its whole text and stats
     sig_failed = Signal(int, str)  # request id, message
-    sig_tokens = Signal(int, object)  # request id, int (count) or list[TokenInfo]
     sig_engine_crashed = Signal(str)
     _sig_event = Signal(object, object)  # (connection, event), from the reader thread
 
@@ -163,16 +160,6 @@ class EngineClient(QObject):
         """Complete a raw prompt (no template); used by benchmarks and base models."""
         return self.generate([], False, params, prompt=prompt)
 
-    def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool = False) -> int:
-        if self._conn is None:
-            raise RuntimeError("the engine is not running")
-        return self._conn.count_tokens(messages, enable_thinking)
-
-    def tokenize(self, messages: list[dict[str, Any]], enable_thinking: bool = False) -> int:
-        if self._conn is None:
-            raise RuntimeError("the engine is not running")
-        return self._conn.tokenize(messages, enable_thinking)
-
     def stop(self, req_id: int | None = None) -> None:
         """Stop the running generation now: written straight to the pipe, not queued behind it."""
         reply = self._reply
@@ -213,10 +200,6 @@ class EngineClient(QObject):
             self._loading = False
             self.model = event.info
             self.sig_loaded.emit(asdict(event.info))
-        elif isinstance(event, TokenCount):
-            self.sig_tokens.emit(event.id, event.count)
-        elif isinstance(event, TokenList):
-            self.sig_tokens.emit(event.id, event.tokens)
         elif isinstance(event, Exited):
             self._on_exited(conn, event)
 
@@ -231,8 +214,6 @@ class EngineClient(QObject):
         if self._reply is not None and event.id == self._reply.id:
             self._end_reply()
             self.sig_failed.emit(event.id, event.message)
-        else:
-            self.sig_failed.emit(event.id, event.message)  # a token count/list that failed
 
     def _on_exited(self, conn: EngineConnection, event: Exited) -> None:
         self._conn = None

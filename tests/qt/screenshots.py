@@ -55,7 +55,6 @@ class FakeEngineClient(QObject):
     sig_delta = Signal(int, str, str)
     sig_finished = Signal(object)
     sig_failed = Signal(int, str)
-    sig_tokens = Signal(int, object)
     sig_engine_crashed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
