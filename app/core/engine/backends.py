@@ -297,6 +297,11 @@ _BUFFER = re.compile(r"([\w.-]+)\s+(?:model|KV|compute)\s+buffer size", re.I)
 _offload_cache: dict[int, dict[str, Any]] = {}
 
 
+def _host_buffer(name: str) -> bool:
+    """CPU buffers and a GPU backend's pinned host buffers ("Vulkan_Host", "CUDA_Host")."""
+    return name.upper().startswith("CPU") or name.endswith("_Host")
+
+
 def offload_from_log(lines: list[str], model_key: int) -> dict[str, Any]:
     """llama.cpp's own "offloaded X/Y layers" count and device, remembered per loaded model.
 
@@ -310,7 +315,7 @@ def offload_from_log(lines: list[str], model_key: int) -> dict[str, Any]:
         if m:
             found = {"layers": int(m.group(1)), "of": int(m.group(2))}
         b = _BUFFER.search(line)
-        if b and not b.group(1).upper().startswith("CPU") and b.group(1) not in devices:
+        if b and not _host_buffer(b.group(1)) and b.group(1) not in devices:
             devices.append(b.group(1))
     if found:
         found["device"] = ",".join(devices) if found["layers"] and devices else "CPU"

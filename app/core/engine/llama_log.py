@@ -13,11 +13,13 @@ from typing import Any
 
 import llama_cpp as lc
 
+GGML_LOG_LEVEL_DEBUG = 1
 GGML_LOG_LEVEL_ERROR = 4
 GGML_LOG_LEVEL_CONT = 5
 
 _lines: deque[tuple[int, str]] = deque(maxlen=400)
 _partial: list[str] = []
+_partial_level = 0
 _sizes: list[str] = []  # buffer-size lines, kept apart: debug lines would push them out of _lines
 _callback: Any = None
 _echo = True
@@ -28,14 +30,20 @@ _SIZE_RE = re.compile(r"([\w.-]+)\s+(model|KV|compute|output)\s+buffer size\s*=\
 def _on_log(level: int, text: bytes | None, _data: Any) -> None:
     if not text:
         return
+    global _partial_level
     s = text.decode("utf-8", errors="replace")
     if _echo:
         sys.stderr.write(s)
+    if not _partial and level != GGML_LOG_LEVEL_CONT:
+        _partial_level = level
     _partial.append(s)
     if s.endswith("\n"):
         line = "".join(_partial).rstrip("\n")
         _partial.clear()
-        _lines.append((level, line))
+        # Debug lines go to the log file only: a Vulkan graph reservation writes hundreds of them,
+        # which would push a load's "offloaded X/Y layers" line out of the kept tail.
+        if _partial_level != GGML_LOG_LEVEL_DEBUG:
+            _lines.append((_partial_level, line))
         if _SIZE_RE.search(line):
             _sizes.append(line)
 
