@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.core.storage.history import HistoryStore, default_db_path, fts_query
-from app.core.storage.records import Attachment, HistoryError
-from app.core.storage.schema import SCHEMA_VERSION
+from app.core.storage.records import Attachment, HistoryError, ToolCallRecord, ToolStep
+from app.core.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -340,3 +340,113 @@ def test_export_markdown_shows_the_current_branch(store: HistoryStore) -> None:
     assert "<details><summary>Thinking</summary>\n\nThink\nabout it\n\n</details>" in md
     assert "Lisbon." in md and "Porto." not in md
     assert md.endswith("Lisbon.\n")
+
+
+# ---- tool calls in the history --------------------------------------------------------------
+
+TOKYO = {"timezone": "Asia/Tokyo", "datetime": "2026-11-30T21:00:00+09:00", "is_dst": False}
+
+
+def _tool_steps() -> tuple[ToolStep, ...]:
+    return (
+        ToolStep(
+            thinking="I should look up the time.",
+            content="",
+            thinking_seconds=1.5,
+            calls=(
+                ToolCallRecord("call_1", "get_current_time", {"timezone": "Asia/Tokyo"}, TOKYO,
+                               server="time", raw="<|tool_call>call:get_current_time{…}"),
+                ToolCallRecord("call_2", "convert_time", {"x": [1, {"y": None}]},
+                               "the user denied this tool call", is_error=True),
+            ),
+        ),
+        ToolStep("", "Let me check again.", (
+            ToolCallRecord("call_3", "broken", {}, "malformed call: at 12", is_error=True,
+                           raw="<|tool_call>call:broken{<tool_call|>"),
+        )),
+    )
+
+
+def _answer_with_tools(store: HistoryStore) -> tuple[int, int]:
+    conv = store.create_conversation()
+    user = store.add_message(conv.id, None, "user", "Time in Tokyo?")
+    answer = store.add_message(conv.id, user.id, "assistant", "", status="streaming")
+    store.update_message(answer.id, content="It is 9 pm in Tokyo.", status="complete",
+                         tool_steps=_tool_steps())
+    return conv.id, answer.id
+
+
+def test_tool_steps_are_stored_and_read_back(store: HistoryStore) -> None:
+    cid, aid = _answer_with_tools(store)
+    assert store.get_message(aid).tool_steps == _tool_steps()
+    assert store.thread(cid)[-1].tool_steps == _tool_steps()
+    # A sibling written by regenerate has its own (no) steps; branches keep theirs.
+    other = store.add_message(cid, store.get_message(aid).parent_id, "assistant", "Dunno.")
+    assert other.tool_steps == ()
+    store.select_branch(aid)
+    assert store.thread(cid)[-1].tool_steps == _tool_steps()
+    # Leaving the field out of an update keeps it.
+    store.update_message(aid, content="It is 9 pm.")
+    assert store.get_message(aid).tool_steps == _tool_steps()
+
+
+def test_a_version_1_history_file_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(f"BEGIN;\n{MIGRATIONS[0]}\nPRAGMA user_version = 1;\nCOMMIT;")
+    conn.execute("INSERT INTO conversations VALUES (1, 'Old', 1.0, 1.0, NULL, NULL, 2)")
+    conn.execute("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, "
+                 "created_at) VALUES (1, 1, NULL, 'user', 'hi', 'complete', 1.0)")
+    conn.execute("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, "
+                 "created_at) VALUES (2, 1, 1, 'assistant', 'hello', 'complete', 2.0)")
+    conn.commit()
+    conn.close()
+    store = HistoryStore(db)
+    thread = store.thread(1)
+    assert [(m.content, m.tool_steps) for m in thread] == [("hi", ()), ("hello", ())]
+    store.update_message(2, tool_steps=_tool_steps())
+    assert store.get_message(2).tool_steps == _tool_steps()
+    store.close()
+    with sqlite3.connect(db) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+    check.close()
+
+
+def test_export_import_carries_tool_calls(store: HistoryStore, tmp_path: Path) -> None:
+    cid, _aid = _answer_with_tools(store)
+    folder = store.export_files(cid, tmp_path / "export").parent
+    data = json.loads((folder / "conversation.json").read_text("utf-8"))
+    assert data["version"] == 2
+    other = HistoryStore(tmp_path / "elsewhere" / "history.db")
+    imported = other.import_json(data, folder)
+    assert other.thread(imported.id)[-1].tool_steps == _tool_steps()
+    assert json.dumps(other.export_json(imported.id), sort_keys=True) == json.dumps(
+        store.export_json(cid), sort_keys=True)
+    md = store.export_markdown(cid)
+    assert "Tool call: get_current_time" in md and "+09:00" in md
+    assert "Tool call: convert_time (failed)" in md and "denied" in md
+    # A file exported before tools existed (version 1, no "tool_steps") still imports.
+    old = json.loads(json.dumps(data))
+    old["version"] = 1
+    for message in old["messages"]:
+        del message["tool_steps"]
+    again = other.import_json(old, folder)
+    assert [m.tool_steps for m in other.thread(again.id)] == [(), ()]
+    other.close()
+
+
+def test_engine_messages_replay_the_calls_and_results(store: HistoryStore) -> None:
+    from app.core.chat.session import ChatSession
+
+    cid, _aid = _answer_with_tools(store)
+    messages = ChatSession(store).engine_messages(cid)
+    assert [m["role"] for m in messages] == [
+        "user", "assistant", "tool", "tool", "assistant", "tool", "assistant"]
+    first = messages[1]
+    assert first["thinking"] == "I should look up the time."
+    assert [c["function"]["name"] for c in first["tool_calls"]] == [
+        "get_current_time", "convert_time"]
+    assert messages[2] == {"role": "tool", "tool_call_id": "call_1", "name": "get_current_time",
+                           "content": TOKYO}
+    assert messages[3]["content"] == {"error": "the user denied this tool call"}
+    assert messages[-1] == {"role": "assistant", "content": "It is 9 pm in Tokyo."}

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.core.storage.history import HistoryStore
-from app.core.storage.records import DEFAULT_TITLE, Attachment, Message, Status
+from app.core.storage.records import DEFAULT_TITLE, Attachment, Message, Status, ToolStep
+from app.core.tools.transcript import step_messages
 
 TITLE_LENGTH = 40
 
@@ -78,8 +79,9 @@ class ChatSession:
         status: Status,
         stats: dict[str, Any] | None = None,
         thinking_seconds: float | None = None,
+        tool_steps: Sequence[ToolStep] | None = None,
     ) -> Message:
-        """Save the final answer (status complete, stopped or error)."""
+        """Save the final answer (status complete, stopped or error) and the tool calls it made."""
         return self.store.update_message(
             message_id,
             content=content,
@@ -87,6 +89,7 @@ class ChatSession:
             status=status,
             stats=stats or {},
             thinking_seconds=thinking_seconds,
+            tool_steps=tool_steps,
         )
 
     def engine_messages(
@@ -110,6 +113,8 @@ class ChatSession:
             out.append({"role": "system", "content": system})
         for message in thread:
             if message.role == "assistant":
+                for step in message.tool_steps:  # the calls it made and their results
+                    out.extend(step_messages(step))
                 if message.content.strip():
                     out.append({"role": "assistant", "content": message.content})
             elif message.attachments:

@@ -36,6 +36,8 @@ from app.core.storage.records import (
     Role,
     SearchHit,
     Status,
+    ToolStep,
+    tool_steps_to_json,
 )
 from app.core.storage.schema import migrate
 
@@ -220,6 +222,7 @@ class HistoryStore:
         model: str | None = None,
         thinking: str = "",
         created_at: float | None = None,
+        tool_steps: Sequence[ToolStep] = (),
     ) -> Message:
         """Add a message under parent_id (None = a root); it becomes the conversation's leaf."""
         if role not in ROLES or status not in STATUSES:
@@ -233,8 +236,9 @@ class HistoryStore:
                     raise ValueError("parent message belongs to another conversation")
             cur = self._conn.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, content, thinking, status, "
-                "model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, parent_id, role, content, thinking, status, model, now),
+                "model, created_at, tool_steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent_id, role, content, thinking, status, model, now,
+                 json.dumps(tool_steps_to_json(tool_steps), sort_keys=True)),
             )
             message_id = cast(int, cur.lastrowid)
             for position, att in enumerate(attachments):
@@ -265,6 +269,7 @@ class HistoryStore:
         status: Status | None = None,
         stats: dict[str, Any] | None = None,
         thinking_seconds: float | None = None,
+        tool_steps: Sequence[ToolStep] | None = None,
     ) -> Message:
         """Change the given fields of a message (None leaves a field as it is)."""
         if status is not None and status not in STATUSES:
@@ -275,6 +280,9 @@ class HistoryStore:
             "status": status,
             "stats": None if stats is None else json.dumps(stats, sort_keys=True),
             "thinking_seconds": thinking_seconds,
+            "tool_steps": None
+            if tool_steps is None
+            else json.dumps(tool_steps_to_json(tool_steps), sort_keys=True),
         }
         changes = {k: v for k, v in changes.items() if v is not None}
         with self.batch():

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from app.core.storage.records import Attachment, AttachmentKind, Message
+from app.core.storage.records import Attachment, AttachmentKind, Message, tool_steps_from_json
 
 MESSAGE_COLUMNS = (
     "id, conversation_id, parent_id, role, content, thinking, thinking_seconds, status, model, "
-    "created_at, stats"
+    "created_at, stats, tool_steps"
 )
 
 # The branch from the root down to a leaf: walk up the parent links, then read them root first.
@@ -61,6 +61,7 @@ def messages_from_rows(
             created_at=created,
             stats=json.loads(stats),
             attachments=tuple(by_message.get(mid, ())),
+            tool_steps=tool_steps_from_json(json.loads(steps)),
         )
         for (
             mid,
@@ -74,5 +75,6 @@ def messages_from_rows(
             model,
             created,
             stats,
+            steps,
         ) in rows
     ]

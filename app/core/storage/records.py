@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -45,6 +46,77 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """One tool call of an answer and what came back (the error text when it did not run)."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    result: str | dict[str, Any]
+    is_error: bool = False
+    server: str = ""  # the MCP server that ran it ("" when it never ran)
+    raw: str = ""  # the call as the model wrote it (what a malformed call shows)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStep:
+    """A model reply that ended in tool calls: its thinking, its text, its calls and results."""
+
+    thinking: str
+    content: str
+    calls: tuple[ToolCallRecord, ...]
+    thinking_seconds: float | None = None
+
+
+def tool_steps_to_json(steps: Sequence[ToolStep]) -> list[dict[str, Any]]:
+    """The stored (and exported) form of an answer's tool steps."""
+    return [
+        {
+            "thinking": s.thinking,
+            "content": s.content,
+            "thinking_seconds": s.thinking_seconds,
+            "calls": [
+                {
+                    "id": c.call_id,
+                    "name": c.name,
+                    "arguments": c.arguments,
+                    "result": c.result,
+                    "is_error": c.is_error,
+                    "server": c.server,
+                    "raw": c.raw,
+                }
+                for c in s.calls
+            ],
+        }
+        for s in steps
+    ]
+
+
+def tool_steps_from_json(data: Sequence[Any]) -> tuple[ToolStep, ...]:
+    """Read what tool_steps_to_json wrote (KeyError/TypeError on damaged data)."""
+    return tuple(
+        ToolStep(
+            thinking=str(s["thinking"]),
+            content=str(s["content"]),
+            thinking_seconds=None if s["thinking_seconds"] is None else float(s["thinking_seconds"]),
+            calls=tuple(
+                ToolCallRecord(
+                    call_id=str(c["id"]),
+                    name=str(c["name"]),
+                    arguments=dict(c["arguments"]),
+                    result=c["result"] if isinstance(c["result"], dict) else str(c["result"]),
+                    is_error=bool(c["is_error"]),
+                    server=str(c["server"]),
+                    raw=str(c["raw"]),
+                )
+                for c in s["calls"]
+            ),
+        )
+        for s in data
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A node of the conversation tree; `model` names the model that wrote an answer."""
 
@@ -60,6 +132,7 @@ class Message:
     created_at: float
     stats: dict[str, Any] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
+    tool_steps: tuple[ToolStep, ...] = ()  # the tool calls made before this answer, in order
 
 
 @dataclass(frozen=True, slots=True)

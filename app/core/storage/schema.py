@@ -61,6 +61,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
     END;
     """,
+    # 2: the tool calls an answer made, with their results (JSON, see records.ToolStep).
+    """
+    ALTER TABLE messages ADD COLUMN tool_steps TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

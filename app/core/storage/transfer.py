@@ -28,13 +28,16 @@ from app.core.storage.records import (
     Message,
     Role,
     Status,
+    ToolStep,
+    tool_steps_from_json,
+    tool_steps_to_json,
 )
 
 if TYPE_CHECKING:
     from app.core.storage.history import HistoryStore
 
 FORMAT: Final = "gemma-desktop/conversation"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: answers carry their tool calls and results ("tool_steps")
 _FILE_NAME = re.compile(r"^[0-9a-f]{64}(\.[A-Za-z0-9]{1,10})?$")
 
 
@@ -69,6 +72,7 @@ def export_json(conversation: Conversation, messages: Sequence[Message]) -> dict
                 "model": m.model,
                 "stats": m.stats,
                 "created_at": m.created_at,
+                "tool_steps": tool_steps_to_json(m.tool_steps),
                 "attachments": [
                     {
                         "kind": a.kind,
@@ -97,6 +101,8 @@ def export_markdown(conversation: Conversation, thread: Sequence[Message]) -> st
         if message.status not in ("complete", "streaming"):
             heading += f" [{message.status}]"
         lines += [f"## {heading}", ""]
+        for step in message.tool_steps:
+            lines += _step_markdown(step)
         if message.thinking.strip():
             lines += [
                 "<details><summary>Thinking</summary>",
@@ -112,6 +118,35 @@ def export_markdown(conversation: Conversation, thread: Sequence[Message]) -> st
             link = f"[{att.name}]({_file_name(att)})"
             lines += [("!" + link) if att.kind == "image" else link, ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _step_markdown(step: ToolStep) -> list[str]:
+    """A tool step: its thinking and text, then each call with its result, folded."""
+    lines: list[str] = []
+    if step.thinking.strip():
+        lines += ["<details><summary>Thinking</summary>", "", step.thinking.strip(), "",
+                  "</details>", ""]
+    if step.content.strip():
+        lines += [step.content.strip(), ""]
+    for call in step.calls:
+        result = call.result if isinstance(call.result, str) else json.dumps(
+            call.result, ensure_ascii=False, indent=2)
+        failed = " (failed)" if call.is_error else ""
+        lines += [
+            f"<details><summary>Tool call: {call.name}{failed}</summary>",
+            "",
+            "```json",
+            json.dumps(call.arguments, ensure_ascii=False, indent=2),
+            "```",
+            "",
+            "```",
+            result,
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    return lines
 
 
 def export_files(store: HistoryStore, conversation_id: int, folder: Path) -> Path:
@@ -179,6 +214,7 @@ def import_json(store: HistoryStore, data: dict[str, Any], attachments_dir: Path
             "This conversation was exported by a newer version of Gemma Desktop. Update the app."
         )
     try:
+        version = int(data["version"])
         info = data["conversation"]
         specs = list(data["messages"])
         with store.batch():
@@ -209,6 +245,8 @@ def import_json(store: HistoryStore, data: dict[str, Any], attachments_dir: Path
                     model=spec["model"],
                     thinking=str(spec["thinking"]),
                     created_at=float(spec["created_at"]),
+                    # Version 1 files were written before answers could call tools.
+                    tool_steps=tool_steps_from_json(spec["tool_steps"]) if version >= 2 else (),
                 )
                 store.update_message(
                     message.id, stats=dict(spec["stats"]), thinking_seconds=spec["thinking_seconds"]
