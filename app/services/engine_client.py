@@ -43,7 +43,7 @@ class EngineClient(QObject):
     sig_load_progress = Signal(float)
     sig_loaded = Signal(dict)  # ModelInfo as a dict
     sig_load_failed = Signal(str)
-    sig_delta = Signal(int, str, str)  # request id, kind ("thinking" | "answer"), text
+    sig_delta = Signal(int, str, str)  # request id, kind ("thinking" | "answer" | "tool_call"), text
     sig_finished = Signal(object)  # Reply: its whole text and stats
     sig_failed = Signal(int, str)  # request id, message
     sig_engine_crashed = Signal(str)
@@ -142,9 +142,12 @@ class EngineClient(QObject):
         self._conn.load(request)
 
     def generate(self, messages: list[dict[str, Any]], enable_thinking: bool,
-                 params: dict[str, Any] | SamplingParams, *, prompt: str | None = None) -> int:
+                 params: dict[str, Any] | SamplingParams, *, prompt: str | None = None,
+                 tools: list[dict[str, Any]] | None = None) -> int:
         """Start a generation; returns its id. sig_delta, then sig_finished or sig_failed follow.
 
+        ``tools``: OpenAI-style function declarations the template offers the model; its calls
+        arrive as "tool_call" deltas and in ``Reply.tool_calls``.
         Raises EngineBusy while another generation runs, RuntimeError when no host is running.
         """
         if self._reply is not None:
@@ -152,7 +155,8 @@ class EngineClient(QObject):
         if self._conn is None or not self._conn.alive():
             raise RuntimeError("the engine is not running")
         sampling = params if isinstance(params, SamplingParams) else SamplingParams.from_dict(params)
-        req_id = self._conn.generate(messages, enable_thinking, sampling, prompt=prompt)
+        req_id = self._conn.generate(messages, enable_thinking, sampling, prompt=prompt,
+                                     tools=tools)
         self._reply = Reply(req_id)
         return req_id
 
