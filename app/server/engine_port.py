@@ -20,6 +20,9 @@ from app.core.engine.messages import (
     TokenList,
 )
 from app.core.engine.records import EngineError, GenerationStats, ModelInfo, SamplingParams
+from app.server.convert import BadRequest
+
+NO_MODEL = "No model is loaded in Gemma Desktop. Load one in the window, then try again."
 
 
 @dataclass(frozen=True)
@@ -134,18 +137,8 @@ class ConnectionEngine:
             found = self._sinks.get(req_id)
             if isinstance(event, (Done, Failed, TokenList)):
                 self._sinks.pop(req_id, None)
-        if found is None:
-            return
-        sink = found
-        if isinstance(event, Deltas):
-            for kind, text in event.pieces:
-                sink(Delta(kind, text))
-        elif isinstance(event, Done):
-            sink(Finished(event.stats))
-        elif isinstance(event, Failed):
-            sink(Error(event.kind, event.message))
-        else:
-            sink(event)  # type: ignore[arg-type]  # TokenList, for `tokens`
+        if found is not None:
+            _deliver(event, found)
 
     def _wait(self, wanted: type, timeout: float) -> ClientEvent:
         while True:
@@ -157,3 +150,118 @@ class ConnectionEngine:
             if isinstance(event, Exited):
                 raise EngineError("internal", f"The engine stopped (exit {event.code}).\n"
                                               f"{event.stderr_tail}".rstrip())
+
+
+def _deliver(event: ClientEvent, sink: Sink) -> bool:
+    """One engine event of a request, as port events; True when it ended the request."""
+    if isinstance(event, Deltas):
+        for kind, text in event.pieces:
+            sink(Delta(kind, text))
+        return False
+    if isinstance(event, Done):
+        sink(Finished(event.stats))
+    elif isinstance(event, Failed):
+        sink(Error(event.kind, event.message))
+    elif isinstance(event, TokenList):
+        sink(event)  # type: ignore[arg-type]  # for `tokens`
+    else:
+        return False
+    return True
+
+
+Current = Callable[[], tuple[EngineConnection | None, ModelInfo | None]]
+
+
+class SharedEngine:
+    """EnginePort over a connection someone else owns: the window's host and its loaded model.
+
+    `current()` names the window's connection and the model loaded in it (None while none is),
+    read at each request, so a model switched in the window is what the API serves next. Each
+    request's events come back on a listener of its own (the window's listener never sees them);
+    the host runs the window's and the API's requests in arrival order. `on_live` hears the
+    number of API generations running each time it changes (on the engine's reader thread).
+    """
+
+    def __init__(self, current: Current, on_live: Callable[[int], None] | None = None) -> None:
+        self._current = current
+        self._on_live = on_live or (lambda _n: None)
+        self._lock = threading.Lock()
+        self._running: dict[int, EngineConnection] = {}
+
+    @property
+    def info(self) -> ModelInfo | None:
+        conn, info = self._current()
+        return info if conn is not None else None
+
+    @property
+    def live(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def _connection(self) -> EngineConnection:
+        conn, info = self._current()
+        if conn is None or info is None:
+            raise BadRequest(NO_MODEL, None, 503, "model_not_loaded")
+        return conn
+
+    def generate(self, request: GenRequest, sink: Sink) -> int:
+        conn = self._connection()
+        cell: list[int] = []  # the id, once known
+
+        def listener(event: ClientEvent) -> None:
+            if isinstance(event, Exited):
+                sink(Error("internal", _gone(conn, event)))
+            elif not _deliver(event, sink):
+                return
+            self._ended(cell)
+
+        with self._lock:  # the reader thread cannot end this id before it is counted
+            req_id = conn.generate(request.messages, request.enable_thinking, request.params,
+                                   prompt=request.prompt, listener=listener)
+            cell.append(req_id)
+            self._running[req_id] = conn
+            count = len(self._running)
+        self._on_live(count)
+        return req_id
+
+    def _ended(self, cell: list[int]) -> None:
+        with self._lock:
+            found = self._running.pop(cell[0], None) if cell else None
+            count = len(self._running)
+        if found is not None:
+            self._on_live(count)
+
+    def stop(self, req_id: int) -> None:
+        with self._lock:
+            conn = self._running.get(req_id)
+        if conn is not None:
+            conn.stop(req_id)
+
+    def stop_all(self) -> None:
+        """Stop every API generation (the server is going away)."""
+        with self._lock:
+            running = list(self._running.items())
+        for req_id, conn in running:
+            conn.stop(req_id)
+
+    def tokens(self, messages: list[dict[str, Any]], enable_thinking: bool) -> list[TokenInfo]:
+        conn = self._connection()
+        answer: queue.Queue[TokenList | Error] = queue.Queue()
+
+        def listener(event: ClientEvent) -> None:
+            if isinstance(event, Exited):
+                answer.put(Error("internal", _gone(conn, event)))
+            else:
+                _deliver(event, answer.put)  # type: ignore[arg-type]
+
+        conn.tokenize(messages, enable_thinking, listener=listener)
+        result = answer.get(timeout=120)
+        if isinstance(result, Error):
+            raise EngineError(result.kind, result.message)
+        return result.tokens
+
+
+def _gone(conn: EngineConnection, event: Exited) -> str:
+    if conn.expected_exit:
+        return "The model was unloaded in Gemma Desktop (switched or closed) during this request."
+    return f"The engine stopped (exit {event.code})."

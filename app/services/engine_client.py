@@ -82,6 +82,11 @@ class EngineClient(QObject):
         return self._loading
 
     @property
+    def connection(self) -> EngineConnection | None:
+        """The running host's connection (the API server sends its own requests through it)."""
+        return self._conn
+
+    @property
     def host_pid(self) -> int | None:
         return self._conn.pid if self._conn is not None and self._conn.alive() else None
 

@@ -68,6 +68,10 @@ def test_round_trip_every_field() -> None:
         tool_max_steps=3,
         always_allowed_tools=["time/get_current_time"],
         disabled_tools=["time/convert_time"],
+        server_enabled=True,
+        server_port=9090,
+        server_lan=True,
+        server_allow_switch=True,
     )
     # Every field differs from its default, so the test notices a field that is not saved.
     for item in dataclasses.fields(Settings):

@@ -3,7 +3,9 @@
 The window (through `services.engine_client`), the CLI, the API server and the benchmarks all talk
 to the engine through this class. Every request gets a fresh id; raw text of each generation is
 split into thinking and answer by its own `StreamAssembler`, and the text reaches the listener in
-~30 ms batches (`Deltas`) rather than once per token. Events for ids this connection does not
+~30 ms batches (`Deltas`) rather than once per token. A request may name a listener of its own
+(the API server sharing the window's host): its events go there instead of to the connection's
+listener, and `Exited` reaches both. Events for ids this connection does not
 know (a request already finished or never made) are dropped, so nothing of a stopped answer can
 land in the next one.
 
@@ -76,6 +78,7 @@ class EngineConnection:
         self._lock = threading.Lock()
         self._streams: dict[int, StreamAssembler] = {}  # generations still running, by id
         self._others: set[int] = set()  # token counts and lists still to be answered
+        self._routes: dict[int, Listener] = {}  # requests whose events go to a listener of their own
         self._reader: threading.Thread | None = None
         self._reaper: threading.Thread | None = None
 
@@ -119,31 +122,49 @@ class EngineConnection:
 
     def generate(self, messages: list[dict[str, Any]], enable_thinking: bool = False,
                  params: SamplingParams | None = None, *, prompt: str | None = None,
-                 cache: bool = True, tools: list[dict[str, Any]] | None = None) -> int:
-        """Start a generation; its Deltas, then Done or Failed, name the returned id."""
+                 cache: bool = True, tools: list[dict[str, Any]] | None = None,
+                 listener: Listener | None = None) -> int:
+        """Start a generation; its Deltas, then Done or Failed, name the returned id.
+
+        With `listener`, this request's events go to it instead of the connection's listener.
+        """
         req_id = next(self._ids)
         with self._lock:
             self._streams[req_id] = StreamAssembler()
+            if listener is not None:
+                self._routes[req_id] = listener
         try:
             self._host.send(Generate(req_id, messages, enable_thinking, params or SamplingParams(),
                                      prompt, cache, list(tools or [])))
         except OSError:
             with self._lock:
                 del self._streams[req_id]
+                self._routes.pop(req_id, None)
             raise
         return req_id
 
-    def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool = False) -> int:
-        return self._ask(lambda i: CountTokens(i, messages, enable_thinking))
+    def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool = False,
+                     listener: Listener | None = None) -> int:
+        return self._ask(lambda i: CountTokens(i, messages, enable_thinking), listener)
 
-    def tokenize(self, messages: list[dict[str, Any]], enable_thinking: bool = False) -> int:
-        return self._ask(lambda i: Tokenize(i, messages, enable_thinking))
+    def tokenize(self, messages: list[dict[str, Any]], enable_thinking: bool = False,
+                 listener: Listener | None = None) -> int:
+        return self._ask(lambda i: Tokenize(i, messages, enable_thinking), listener)
 
-    def _ask(self, make: Callable[[int], CountTokens | Tokenize]) -> int:
+    def _ask(self, make: Callable[[int], CountTokens | Tokenize],
+             listener: Listener | None) -> int:
         req_id = next(self._ids)
         with self._lock:
             self._others.add(req_id)
-        self._host.send(make(req_id))
+            if listener is not None:
+                self._routes[req_id] = listener
+        try:
+            self._host.send(make(req_id))
+        except OSError:
+            with self._lock:
+                self._others.discard(req_id)
+                self._routes.pop(req_id, None)
+            raise
         return req_id
 
     def stop(self, req_id: int) -> None:
@@ -164,7 +185,7 @@ class EngineConnection:
             log.exception("engine event reader failed")
             self._host.request_exit()
             self._host.reap()
-            self._listener(Exited(-1, f"{exc}\n{self._host.stderr_tail()}".strip()))
+            self._emit(Exited(-1, f"{exc}\n{self._host.stderr_tail()}".strip()))
 
     def _pump(self) -> None:
         # The first text after a pause goes out at once (time to first token); later text waits
@@ -184,7 +205,7 @@ class EngineConnection:
                 with self._lock:
                     self._streams.clear()
                     self._others.clear()
-                self._listener(Exited(self._host.returncode() or 0, self._host.stderr_tail()))
+                self._emit(Exited(self._host.returncode() or 0, self._host.stderr_tail()))
                 return
             for event in events:
                 if self._route(event) and self._flush():
@@ -213,17 +234,32 @@ class EngineConnection:
                 self._flush_one(event.id, stream)
                 with self._lock:
                     del self._streams[event.id]
-            self._listener(event)
+            self._emit(event, last=True)
             return True
         if isinstance(event, (TokenCount, TokenList)):
             with self._lock:
                 known = event.id in self._others
                 self._others.discard(event.id)
             if known:
-                self._listener(event)
+                self._emit(event, last=True)
             return False
-        self._listener(event)
+        self._emit(event)
         return False
+
+    def _emit(self, event: ClientEvent, last: bool = False) -> None:
+        """To the request's own listener if it named one, else to the connection's; `last` ends
+        the route. Exited reaches every listener still waiting."""
+        if isinstance(event, Exited):
+            with self._lock:
+                routed, self._routes = list(self._routes.values()), {}
+            for each in [self._listener, *dict.fromkeys(routed)]:
+                each(event)
+            return
+        req_id = getattr(event, "id", None)
+        with self._lock:
+            listener = (self._routes.pop(req_id, None) if last else self._routes.get(req_id)
+                        ) if req_id is not None else None
+        (listener or self._listener)(event)
 
     def _has_pending(self) -> bool:
         with self._lock:
@@ -241,5 +277,5 @@ class EngineConnection:
     def _flush_one(self, req_id: int, stream: StreamAssembler) -> bool:
         batch = stream.take()
         if batch:
-            self._listener(Deltas(req_id, batch))
+            self._emit(Deltas(req_id, batch))
         return bool(batch)

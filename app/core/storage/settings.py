@@ -86,6 +86,10 @@ class Settings:
     tool_max_steps: int = 8  # model calls per turn before the agent loop stops
     always_allowed_tools: list[str] = field(default_factory=list)  # "server/tool" ids
     disabled_tools: list[str] = field(default_factory=list)  # per-tool off switch, same ids
+    server_enabled: bool = False  # the OpenAI-compatible API, served from the window
+    server_port: int = 8080
+    server_lan: bool = False  # bind 0.0.0.0 (other devices); only with an API key
+    server_allow_switch: bool = False  # a request naming another installed model loads it
 
     def copy(self) -> Settings:
         """An independent copy (lists included) for editing."""
@@ -136,6 +140,8 @@ def _valid(name: str, value: Any) -> bool:
     if name == "preset":
         return value in PRESETS or value == "Custom"
     if name in ("n_ctx", "max_tokens", "image_detail", "tool_max_steps") and value <= 0:
+        return False
+    if name == "server_port" and not 1 <= value <= 65535:
         return False
     return not (name == "text_scale" and not 0.5 <= value <= 3.0)
 
