@@ -22,9 +22,11 @@ from PySide6.QtWidgets import (
 from app import APP_NAME
 from app.core.engine.messages import DEFAULT_N_CTX
 from app.core.hardware.speed import record_answer_speed
+from app.services.api_server import ApiServer, ServerPlan
 from app.ui import shortcuts, theme
 from app.ui.banner import NoticeBanner
 from app.ui.chat_controller import NO_MODEL_MESSAGE, ChatController
+from app.ui.chat_tools import close_window_tools, wire_window_tools
 from app.ui.chat_view import ChatView
 from app.ui.composer import ComposerWidget
 from app.ui.conversation_actions import ConversationActions
@@ -100,6 +102,9 @@ class MainWindow(QMainWindow):
         # switcher's (its "previous model is back" message is the one left on screen).
         self.settings_wiring = SettingsWiring(self, settings, client, history=store)
         self._wire_conversation_tools()
+        self.tools = wire_window_tools(self, settings)  # MCP servers start in the background
+        self.api_server = ApiServer(client, settings.models_dir, self)
+        self._wire_api_server()
         shortcuts.label_window(self)
         shortcuts.window_tab_order(self)
         self.composer.set_thinking(bool(settings.enable_thinking))
@@ -159,6 +164,20 @@ class MainWindow(QMainWindow):
             lambda _cid: self.status.set_message("This conversation's settings were saved"))
         actions.sig_failed.connect(lambda message: self.banner.show_notice(
             "Couldn't finish that", message))
+
+    def _wire_api_server(self) -> None:
+        """The API server shares the loaded model; the status bar shows its address and requests."""
+        api, status = self.api_server, self.status
+
+        def show(*_args: Any) -> None:
+            status.set_api(api.url, api.live, api.chat_waiting)
+
+        api.sig_state_changed.connect(show)
+        api.sig_requests_changed.connect(show)
+        self.controller.sig_busy_changed.connect(show)
+        self._client.sig_delta.connect(lambda *_a: show() if api.live else None)
+        status.sig_api_clicked.connect(lambda: self.settings_wiring.open_dialog("Server"))
+        api.apply(ServerPlan.from_settings(self._settings))  # at start, if it was on
 
     def _on_conversation_actions_imported(self, conversation_id: Any) -> None:
         self.controller.refresh_conversations()
@@ -334,7 +353,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.controller.stop()
         self.media.shutdown()
+        self.api_server.shutdown()
         self.settings_wiring.shutdown()
+        close_window_tools(self.tools)
         self.conversation_actions.wait()
         self.models.shutdown()
         super().closeEvent(event)

@@ -33,6 +33,7 @@ from app.ui.settings_pages.common import SettingsPage, dialog_stylesheet
 from app.ui.settings_pages.folder_move import FolderMoveJob, MoveError, check_move
 from app.ui.settings_pages.generation_page import GenerationPage
 from app.ui.settings_pages.model_page import ModelPage
+from app.ui.settings_pages.server_page import ServerPage
 from app.ui.settings_pages.storage_page import StoragePage
 from app.ui.settings_pages.tools_page import ToolsPage
 from app.ui.settings_pages.voice_page import VoicePage
@@ -44,7 +45,8 @@ MODEL_FIELDS = ("model_path", "mmproj_path", "n_ctx", "n_gpu_layers")
 
 
 class SettingsDialog(QDialog):
-    """Model, Generation, Voice, Appearance and Storage pages over a copy of the Settings."""
+    """Model, Generation, Voice, Appearance, Storage, Tools and Server pages over a copy of the
+    Settings."""
 
     sig_applied = Signal(object)  # a copy of the Settings just saved
     sig_folder_moving = Signal(str)  # "models" | "data": close what is open there (direct call)
@@ -53,7 +55,7 @@ class SettingsDialog(QDialog):
     def __init__(self, settings: Settings, *, switcher: Any = None, store: Any = None,
                  machine: Machine | None = None, active_model: str | None = None,
                  settings_path: Path | None = None, notice: str | None = None,
-                 parent: QWidget | None = None) -> None:
+                 server: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("SettingsDialog")
         self.setWindowTitle("Settings")
@@ -80,8 +82,10 @@ class SettingsDialog(QDialog):
         self.appearance_page = AppearancePage()
         self.storage_page = StoragePage(*self._roots(settings), files, lambda t, m: self.ask(t, m))
         self.tools_page = ToolsPage()
+        self.server_page = ServerPage(server)
         self.pages: list[SettingsPage] = [self.model_page, self.generation_page, self.voice_page,
-                                          self.appearance_page, self.storage_page, self.tools_page]
+                                          self.appearance_page, self.storage_page, self.tools_page,
+                                          self.server_page]
         self._build(notice)
         self.model_page.sig_facts_changed.connect(self.generation_page.set_model_facts)
         if switcher is not None:

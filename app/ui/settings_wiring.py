@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from app.services.api_server import ServerPlan
 from app.services.model_switcher import ModelSwitcher
 from app.ui.settings_dialog import SettingsDialog
 
@@ -85,6 +86,7 @@ class SettingsWiring(QObject):
             info = self._client.model_info or {}
             dialog = SettingsDialog(self._settings.copy(), switcher=self.switcher, store=store,
                                     machine=self.machine, active_model=info.get("path"),
+                                    server=getattr(self._window, "api_server", None),
                                     parent=self._window)
             dialog.sig_applied.connect(self._on_dialog_applied)
             dialog.sig_folder_moving.connect(self._on_dialog_folder_moving)
@@ -113,6 +115,10 @@ class SettingsWiring(QObject):
         media = getattr(window, "media", None)
         if media is not None:
             media.voice.refresh_shortcut()  # a new push-to-talk shortcut works at once
+        api_server = getattr(window, "api_server", None)
+        if api_server is not None:  # started, stopped or restarted as the Server page says
+            api_server.models_dir = live.models_dir
+            api_server.apply(ServerPlan.from_settings(live))
         window.sig_settings_changed.emit()  # the existing save path writes the same values
         self.sig_applied.emit(live)
 

@@ -1,14 +1,18 @@
-"""The status bar: model name and load progress on the left; speed, first token, context on the right."""
+"""The status bar: model name and load progress on the left; API server, speed, first token and
+context on the right."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QToolButton, QWidget
 
 
 class ChatStatusBar(QStatusBar):
-    """Model name · load progress · tokens/s · time to first token · context used."""
+    """Model name · load progress · API server · tokens/s · time to first token · context used."""
+
+    sig_api_clicked = Signal()  # the API item: open the Server settings
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -26,6 +30,16 @@ class ChatStatusBar(QStatusBar):
         # A long notice must not squeeze the stats on the right: it gets whatever room is left.
         self.message_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.addWidget(self.message_label, 1)
+
+        self.api_button = QToolButton(self)
+        self.api_button.setObjectName("ApiStatus")
+        self.api_button.setAutoRaise(True)
+        self.api_button.setToolTip("The API server: other programs use the loaded model here. "
+                                   "Click for its settings.")
+        self.api_button.setAccessibleName("API server")
+        self.api_button.setVisible(False)
+        self.api_button.clicked.connect(self.sig_api_clicked)
+        self.addPermanentWidget(self.api_button)
 
         self.speed_label = QLabel(self)
         self.speed_label.setToolTip("Decode speed of the last answer")
@@ -51,6 +65,19 @@ class ChatStatusBar(QStatusBar):
         else:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
+
+    def set_api(self, url: str | None, requests: int = 0, chat_waiting: bool = False) -> None:
+        """The API server's address and live requests; hidden while it is off (url None)."""
+        if url is None:
+            self.api_button.setVisible(False)
+            return
+        parts = [f"API {url.removesuffix('/v1')}"]
+        if requests:
+            parts.append(f"{requests} request" + ("s" if requests != 1 else ""))
+        if chat_waiting:
+            parts.append("your message waits its turn")
+        self.api_button.setText(" · ".join(parts))
+        self.api_button.setVisible(True)
 
     def set_message(self, text: str) -> None:
         self.message_label.setText(text)

@@ -1,0 +1,254 @@
+"""The OpenAI-compatible API served from inside the window, over the window's engine host.
+
+uvicorn runs on a thread of its own (an `Operation`), the FastAPI app of `app.server` on a
+`SharedEngine`: API requests go to the host the chat uses, with the model loaded there, and a
+model switched in the window is what the API serves next. The socket is bound on the GUI thread
+(instant), so a port in use is reported at once; everything slow (imports, serving, shutting
+down) happens on the server's thread. At quit, `shutdown()` stops the API's generations and
+waits for the thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.core import paths
+from app.services.operations import OpContext, Operation
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only with an API key (check_exposure)
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """What the settings ask of the server."""
+
+    enabled: bool = False
+    port: int = 8080
+    lan: bool = False
+    allow_switch: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ServerPlan:
+        return cls(settings.server_enabled, settings.server_port, settings.server_lan,
+                   settings.server_allow_switch)
+
+    @property
+    def host(self) -> str:
+        return ALL_INTERFACES if self.lan else LOOPBACK
+
+
+def lan_address() -> str:
+    """This machine's address on its network (what other devices type); loopback if none."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))  # UDP: picks the outgoing interface, sends nothing
+        return str(probe.getsockname()[0])
+    except OSError:
+        return LOOPBACK
+    finally:
+        probe.close()
+
+
+@dataclass
+class _Serving:
+    """One run of the server: its socket, and what the thread builds (set once it has)."""
+
+    plan: ServerPlan
+    sock: socket.socket
+    api_key: str | None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    server: Any = None  # uvicorn.Server
+    port: Any = None  # SharedEngine
+
+
+class ApiServer(QObject):
+    """Start, stop and watch the window's API server; state changes arrive as signals."""
+
+    sig_state_changed = Signal()  # running / url / error changed
+    sig_requests_changed = Signal(int)  # API generations running now
+    _sig_live = Signal(int)  # from the engine's reader thread
+
+    def __init__(self, client: Any, models_dir: Any = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._client = client
+        self.models_dir = models_dir  # the window's models folder (None: the default one)
+        self._plan = ServerPlan()
+        self._serving: _Serving | None = None
+        self._op: Operation | None = None
+        self._pending: ServerPlan | None = None  # to start once the running server has stopped
+        self.error = ""
+        self.live = 0
+        self._sig_live.connect(self._on_live)
+
+    # ----- state ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._serving is not None and not self._serving.stopping.is_set()
+
+    @property
+    def chat_waiting(self) -> bool:
+        """The window's own message is queued in the host behind API requests (no text yet)."""
+        reply = getattr(self._client, "reply", None)
+        return self.live > 0 and reply is not None and not (reply.answer or reply.thinking)
+
+    @property
+    def plan(self) -> ServerPlan:
+        return self._plan
+
+    @property
+    def url(self) -> str | None:
+        """The base URL clients use (…/v1), None while the server is off."""
+        serving = self._serving
+        if serving is None or serving.stopping.is_set():
+            return None
+        port = serving.sock.getsockname()[1]
+        host = lan_address() if serving.plan.lan else LOOPBACK
+        return f"http://{host}:{port}/v1"
+
+    # ----- control -------------------------------------------------------------------------
+
+    def apply(self, plan: ServerPlan) -> None:
+        """Run as `plan` says: start, stop, or restart when what it serves with changed."""
+        if plan == self._plan and (self.running or not plan.enabled) and self._pending is None:
+            return
+        self._plan = plan
+        if self._serving is not None:
+            self._pending = plan if plan.enabled else None
+            self._stop()
+            return
+        if plan.enabled:
+            self._start(plan)
+        elif self.error:
+            self.error = ""
+            self.sig_state_changed.emit()
+
+    def reload_key(self) -> None:
+        """The API key was replaced: a server open to other devices restarts with the new one."""
+        if self._serving is not None and self._plan.lan and self._plan.enabled:
+            self._pending = self._plan
+            self._stop()
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop serving and wait for the thread (the window is closing); True if it ended."""
+        self._pending = None
+        if self._serving is not None:
+            self._stop()
+        op, self._op = self._op, None
+        ended = op.wait(int(timeout * 1000)) if op is not None else True
+        self._serving = None
+        return ended
+
+    def _start(self, plan: ServerPlan) -> None:
+        from app.server.keys import load_key
+        from app.server.runner import ServeError, _bind, check_exposure
+
+        key = load_key() if plan.lan else None  # the key guards what other devices reach
+        try:
+            check_exposure(plan.host, key)
+            sock = _bind(plan.host, plan.port)
+        except ServeError as exc:
+            self.error = _bind_message(exc, plan)
+            self.sig_state_changed.emit()
+            return
+        self.error = ""
+        serving = self._serving = _Serving(plan, sock, key)
+        op = Operation(lambda ctx: self._serve(serving, ctx), name="api-server", parent=self)
+        op.sig_succeeded.connect(lambda _r: self._on_stopped(serving, op, ""))
+        op.sig_failed.connect(lambda message: self._on_stopped(serving, op, message))
+        self._op = op
+        op.start()
+        self.sig_state_changed.emit()
+
+    def _stop(self) -> None:
+        serving = self._serving
+        assert serving is not None
+        serving.stopping.set()
+        if serving.port is not None:
+            serving.port.stop_all()  # streams end now, so the shutdown does not wait on them
+        if serving.server is not None:
+            serving.server.should_exit = True
+        self.sig_state_changed.emit()
+
+    # ----- the server's thread -------------------------------------------------------------
+
+    def _serve(self, serving: _Serving, _ctx: OpContext) -> None:
+        try:
+            import uvicorn
+
+            from app.server.app import ServerConfig, create_app
+            from app.server.engine_port import SharedEngine
+
+            serving.port = SharedEngine(self._current, self._sig_live.emit)
+            config = ServerConfig(media_dir=_media_dir(), api_key=serving.api_key,
+                                  installed=self._installed)
+            api = create_app(serving.port, config)
+            serving.server = uvicorn.Server(uvicorn.Config(
+                api, log_level="warning", access_log=False, timeout_graceful_shutdown=2))
+            if not serving.stopping.is_set():  # else stop() came before there was a server
+                serving.server.run(sockets=[serving.sock])
+        finally:
+            serving.sock.close()
+            shutil.rmtree(_media_dir(), ignore_errors=True)  # clients' images and audio
+
+    def _current(self) -> tuple[Any, Any]:
+        """The window's connection and loaded model, read on the server's thread."""
+        client = self._client
+        return getattr(client, "connection", None), getattr(client, "model", None)
+
+    def _installed(self) -> list[Any]:
+        from app.core.download.store import ModelStore
+        from app.server.app import ServedModel
+
+        store = ModelStore(Path(self.models_dir) if self.models_dir else None)
+        return [ServedModel(m.filename, m.path, m.key) for m in store.installed()]
+
+    # ----- reactions -----------------------------------------------------------------------
+
+    def _on_live(self, count: int) -> None:
+        self.live = count
+        self.sig_requests_changed.emit(count)
+
+    def _on_stopped(self, serving: _Serving, op: Operation, failure: str) -> None:
+        if failure:
+            log.error("the API server stopped: %s", failure)
+        if self._serving is serving:
+            self._serving = None
+            self.error = f"The API server stopped: {failure}" if failure else ""
+        if self._op is op:
+            op.wait()
+            self._op = None
+            op.deleteLater()
+        if self.live:
+            self._on_live(0)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._start(pending)
+        else:
+            self.sig_state_changed.emit()
+
+
+def _media_dir() -> Path:
+    return paths.cache_dir() / "server-media"
+
+
+def _bind_message(exc: Exception, plan: ServerPlan) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        return (f"Port {plan.port} is already in use by another program. Choose another port, "
+                "or stop that program.")
+    if isinstance(cause, OSError) and cause.errno == errno.EACCES:
+        return f"Port {plan.port} needs administrator rights here. Choose a port above 1024."
+    return str(exc)
