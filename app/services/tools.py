@@ -22,7 +22,13 @@ from app.core.tools.registry import ToolRegistry
 
 
 class ToolsService(QObject):
-    """Owns the running MCP servers; ``call`` answers with ``sig_call_finished``."""
+    """Owns the running MCP servers; ``call`` answers with ``sig_call_finished``.
+
+    The window makes one for the whole app and registers it (``set_app_wide``): the chat's
+    tool loop and Settings → Tools then use the same servers instead of starting their own.
+    """
+
+    _app_wide: ToolsService | None = None
 
     sig_changed = Signal()  # a server started, failed or stopped (read statuses())
     sig_ready = Signal()  # every server of the current configuration has settled
@@ -41,6 +47,16 @@ class ToolsService(QObject):
         self._hub: McpHub | None = None
         self._generation = 0
         self._ready = False
+        self.servers: list[ServerConfig] = []  # what the current hub was started with
+
+    @classmethod
+    def app_wide(cls) -> ToolsService | None:
+        """The service the window registered, if any."""
+        return cls._app_wide
+
+    @classmethod
+    def set_app_wide(cls, service: ToolsService | None) -> None:
+        cls._app_wide = service
 
     @property
     def ready(self) -> bool:
@@ -50,11 +66,12 @@ class ToolsService(QObject):
     def configure(self, servers: Iterable[ServerConfig]) -> None:
         """Stop the current servers (in the background) and start these ones."""
         old = self._hub
+        self.servers = list(servers)
         self._generation += 1
         generation = self._generation
         self._ready = False
         self._hub = McpHub(
-            list(servers),
+            list(self.servers),
             start_timeout_s=self.start_timeout_s,
             call_timeout_s=self.call_timeout_s,
             on_change=lambda: self._emit_if_current(generation, self.sig_changed),
@@ -98,6 +115,7 @@ class ToolsService(QObject):
     def release(self) -> None:
         """Stop every server without waiting (for the GUI thread: a dialog closing)."""
         self._generation += 1
+        self.servers = []
         old, self._hub = self._hub, None
         if old is not None:
             threading.Thread(target=old.close, name="mcp-hub-close", daemon=True).start()
@@ -105,6 +123,7 @@ class ToolsService(QObject):
     def shutdown(self) -> None:
         """Stop every server (waits for child processes to end)."""
         self._generation += 1
+        self.servers = []
         if self._hub is not None:
             self._hub.close()
             self._hub = None

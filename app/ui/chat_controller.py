@@ -15,8 +15,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.core.engine.records import Reply
+from app.core.storage.records import ToolStep
 from app.core.storage.settings import PRESETS
 from app.ui.branch_switcher import branch_positions, sibling_at
+from app.ui.chat_tools import ToolTurn, WindowTools
 from app.ui.chat_view import ChatView
 from app.ui.media_formats import with_image_detail
 from app.ui.messages import AssistantMessageWidget
@@ -42,6 +44,11 @@ class _Generation:
     stop_requested: bool = False
     request_id: int | None = None  # the engine's id for this answer
     discarded: bool = False  # its conversation was deleted: wait for the end, store nothing
+    turn: ToolTurn | None = None  # the tool loop, when tools are offered
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the prompt so far
+    call_blocks: list[str] = field(default_factory=list)  # tool calls of the current reply
+    steps: list[ToolStep] = field(default_factory=list)  # finished tool steps of this answer
+    stats: dict[str, Any] = field(default_factory=dict)  # of the last generation
 
     def thinking_seconds(self) -> float | None:
         if self.thinking_started is None:
@@ -72,6 +79,7 @@ class ChatController(QObject):
         self._model_name = ""
         self._search = ""
         self._hits: dict[Any, Any] = {}  # conversation id -> best matching message id
+        self.tools: WindowTools | None = None  # set by the window: tools offered to the model
         client.sig_delta.connect(self._on_client_delta)
         client.sig_finished.connect(self._on_client_finished)
         client.sig_failed.connect(self._on_client_failed)
@@ -143,6 +151,9 @@ class ChatController(QObject):
             # Coming back to the chat that is still streaming: show what arrived so far, live.
             self._view.load_thread([m for m in thread if m.id != gen.message_id])
             gen.widget = self._view.add_assistant_message(self._model_name, gen.message_id)
+            gen.widget.add_stored_steps(gen.steps)
+            if gen.turn is not None:
+                gen.turn.rebind(gen.widget)
             gen.widget.append_thinking("".join(gen.thinking))
             if gen.answer:
                 gen.widget.append_answer("".join(gen.answer))
@@ -248,8 +259,12 @@ class ChatController(QObject):
 
     def stop(self) -> None:
         """Stop now; the partial answer is kept and marked stopped when the engine confirms."""
-        if self._gen is not None:
-            self._gen.stop_requested = True
+        gen = self._gen
+        if gen is not None:
+            gen.stop_requested = True
+            if gen.turn is not None and gen.turn.active:  # between generations: end right here
+                self._finish("stopped", gen.stats)
+                return
             self._client.stop()
 
     def set_thinking_enabled(self, enabled: bool) -> None:
@@ -299,18 +314,26 @@ class ChatController(QObject):
         messages = self._session.engine_messages(
             conversation_id, leaf_id, self._settings.system_prompt or "")
         messages = with_image_detail(messages, self._settings.image_detail)
-        self._gen = _Generation(conversation_id, message_id, widget)
+        turn = self.tools.begin_turn() if self.tools is not None else None
+        self._gen = _Generation(conversation_id, message_id, widget, turn=turn, messages=messages)
+        if turn is not None:
+            turn.sig_step_done.connect(self._on_turn_step_done)
         self._show_branches()
-        enable_thinking = bool(self._settings.enable_thinking)
+        if self._generate(self._gen):
+            self.sig_busy_changed.emit(True)
+
+    def _generate(self, gen: _Generation) -> bool:
+        """Ask the engine for the next reply of this answer (its tools offered, if any)."""
+        extra = {"tools": gen.turn.declarations} if gen.turn is not None else {}
         try:
-            self._gen.request_id = self._client.generate(messages, enable_thinking,
-                                                         self._params(conversation_id))
+            gen.request_id = self._client.generate(gen.messages, bool(self._settings.enable_thinking),
+                                                   self._params(gen.conversation_id), **extra)
         except RuntimeError as exc:  # the engine is not running, or still ending an answer
             log.exception("generate failed to start")
             self._finish("error", {}, error=f"Could not start the answer: {exc}. Restart the engine "
                                             "or open the model again.")
-            return
-        self.sig_busy_changed.emit(True)
+            return False
+        return True
 
     def _detach_live_widget(self) -> None:
         if self._gen is not None:
@@ -321,6 +344,11 @@ class ChatController(QObject):
         if gen is None:
             return
         self._gen = None
+        if gen.turn is not None:
+            record = gen.turn.stop()  # a step whose calls were still asked about or running
+            if record is not None:
+                gen.steps.append(record)
+            gen.turn.close()
         if gen.discarded:
             self.sig_busy_changed.emit(False)
             return
@@ -330,7 +358,7 @@ class ChatController(QObject):
         seconds = gen.thinking_seconds()
         try:
             self._session.finish(gen.message_id, answer.strip(), thinking.strip(), status, stats,
-                                 seconds)
+                                 seconds, tool_steps=gen.steps)
         except Exception:  # noqa: BLE001 - the conversation may have been deleted meanwhile
             log.exception("could not store the finished answer")
         if gen.widget is not None:
@@ -350,7 +378,8 @@ class ChatController(QObject):
             return
         now = time.monotonic()
         if kind == "tool_call":
-            return  # tools are not offered to the model in the window yet: nothing to run
+            gen.call_blocks.append(text)  # run when the reply is over (chat_tools.ToolTurn)
+            return
         if kind == "thinking":
             if gen.thinking_started is None:
                 gen.thinking_started = now
@@ -367,9 +396,48 @@ class ChatController(QObject):
     def _on_client_finished(self, reply: Reply) -> None:
         if not self._ours(reply.id):
             return
-        assert self._gen is not None and reply.stats is not None
-        stopped = reply.stats.stopped or self._gen.stop_requested
-        self._finish("stopped" if stopped else "complete", asdict(reply.stats))
+        gen = self._gen
+        assert gen is not None and reply.stats is not None
+        gen.stats = asdict(reply.stats)
+        stopped = reply.stats.stopped or gen.stop_requested
+        if gen.turn is not None and gen.call_blocks:
+            self._run_tools(gen, stopped)
+            if not stopped:
+                return
+        self._finish("stopped" if stopped else "complete", gen.stats)
+
+    def _run_tools(self, gen: _Generation, stopped: bool) -> None:
+        """The reply ended in tool calls: they become a step of this answer (run unless stopped)."""
+        assert gen.turn is not None
+        if stopped:
+            gen.turn.loop.stop()  # the calls are shown and answered "stopped", never run
+        step = gen.turn.plan("".join(gen.answer).strip(), "".join(gen.thinking).strip(),
+                             gen.call_blocks)
+        seconds = gen.thinking_seconds()
+        if gen.widget is not None:
+            gen.widget.end_step(seconds)
+        gen.thinking, gen.answer, gen.call_blocks = [], [], []
+        gen.thinking_started = gen.thinking_ended = None
+        gen.turn.run(step, gen.widget, seconds)  # sig_step_done follows (stop: _finish takes it)
+
+    def _on_turn_step_done(self, record: ToolStep, messages: list[dict[str, Any]],
+                           last: bool) -> None:
+        gen = self._gen
+        if gen is None or gen.turn is not self.sender():
+            return
+        gen.steps.append(record)
+        gen.messages = [*gen.messages, *messages]
+        try:  # kept at once: a crash in the next reply still shows what the tools did
+            self._store.update_message(gen.message_id, tool_steps=gen.steps)
+        except Exception:  # noqa: BLE001 - the conversation may have been deleted meanwhile
+            log.exception("could not store the tool step")
+        if last or gen.stop_requested:
+            self._finish("stopped" if gen.stop_requested else "complete", gen.stats)
+            return
+        if gen.widget is not None:
+            gen.widget.next_step()
+        gen.started_at = time.monotonic()
+        self._generate(gen)
 
     def _on_client_failed(self, request_id: int, message: str) -> None:
         if self._ours(request_id):

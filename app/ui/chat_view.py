@@ -203,7 +203,8 @@ class ChatView(QWidget):
                                    getattr(message, "thinking", "") or "",
                                    getattr(message, "thinking_seconds", None),
                                    getattr(message, "status", "complete") or "complete",
-                                   getattr(message, "stats", None) or {})
+                                   getattr(message, "stats", None) or {},
+                                   getattr(message, "tool_steps", ()))
         self.update_regenerate_button()
         self.scroll_to_bottom()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
@@ -16,10 +17,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.storage.records import ToolStep
 from app.ui import theme
 from app.ui.branch_switcher import BranchSwitcherWidget, MessageEditorWidget
 from app.ui.markdown_view import AnswerView
 from app.ui.thinking_block import ThinkingBlock
+from app.ui.tool_block import ToolBlock, call_arguments, show_stored_call
 
 STATUS_TAGS = {"stopped": "Stopped", "interrupted": "Interrupted", "error": "Failed"}
 
@@ -206,6 +209,8 @@ class AssistantMessageWidget(QWidget):
         head.addStretch(1)
         layout.addLayout(head)
 
+        self._layout = layout
+        self.tool_blocks: list[ToolBlock] = []  # every call of this answer, in order
         self.thinking = ThinkingBlock(self)
         self.thinking.setVisible(False)
         self.thinking.sig_toggled.connect(self.sig_thinking_toggled)
@@ -293,9 +298,54 @@ class AssistantMessageWidget(QWidget):
         self.copy_button.setVisible(bool(self._answer))
         self.footer.setVisible(True)
 
+    # ---- tool steps ---------------------------------------------------------------------------
+
+    def end_step(self, thinking_seconds: float | None = None) -> None:
+        """The reply so far ended in tool calls: its thinking and text stay above the calls."""
+        if self.thinking.streaming:
+            self.thinking.finish(thinking_seconds)
+        self.flush()
+        self.answer.setVisible(bool(self._answer.strip()))
+
+    def add_tool_block(self, name: str, arguments: Any, server: str = "") -> ToolBlock:
+        """A call of the current step, below its thinking and text."""
+        block = ToolBlock(name, arguments, server=server, parent=self)
+        self._insert(block)
+        self.tool_blocks.append(block)
+        return block
+
+    def next_step(self) -> None:
+        """The model goes on after the tool results: fresh thinking and answer below the calls."""
+        self.thinking = ThinkingBlock(self)
+        self.thinking.setVisible(False)
+        self.thinking.sig_toggled.connect(self.sig_thinking_toggled)
+        self._insert(self.thinking)
+        self.answer = AnswerView(self)
+        self._insert(self.answer)
+        self._answer = ""
+        self.answer.refresh_icons()
+
+    def add_stored_steps(self, tool_steps: Sequence[ToolStep]) -> None:
+        """Finished tool steps, each with its thinking, text and calls; what follows goes below."""
+        for step in tool_steps:
+            if step.thinking.strip():
+                self.thinking.setVisible(True)
+                self.thinking.set_static(step.thinking, step.thinking_seconds)
+            self._answer = step.content
+            self.end_step()
+            for call in step.calls:
+                show_stored_call(self.add_tool_block(call.name, call_arguments(call), call.server),
+                                 call)
+            self.next_step()
+
+    def _insert(self, widget: QWidget) -> None:
+        self._layout.insertWidget(self._layout.indexOf(self.error_label), widget)
+
     def set_content(self, content: str, thinking: str = "", thinking_seconds: float | None = None,
-                    status: str = "complete", stats: dict[str, Any] | None = None) -> None:
-        """Show a stored message at once."""
+                    status: str = "complete", stats: dict[str, Any] | None = None,
+                    tool_steps: Sequence[ToolStep] = ()) -> None:
+        """Show a stored message at once (with the tool calls it made, each step in order)."""
+        self.add_stored_steps(tool_steps)
         if thinking.strip():
             self.thinking.setVisible(True)
             self.thinking.set_static(thinking, thinking_seconds)

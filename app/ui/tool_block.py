@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -16,7 +16,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.storage.records import ToolCallRecord
+from app.core.tools.loop import DENIED
 from app.ui import theme
+
+if TYPE_CHECKING:
+    from app.ui.tool_consent import ConsentButtons
 
 RESULT_BUDGET = 600  # characters of a result shown before "Show all"
 
@@ -78,6 +83,7 @@ class ToolBlock(QWidget):
         self.state: CallState = "waiting"
         self._result_text = ""
         self._expanded = False
+        self.consent_buttons: ConsentButtons | None = None
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -93,7 +99,7 @@ class ToolBlock(QWidget):
 
         self.body = QFrame(self)
         self.body.setObjectName("ThinkingBody")
-        body = QVBoxLayout(self.body)
+        body = self._body_layout = QVBoxLayout(self.body)
         body.setContentsMargins(14, 2, 0, 2)
         body.setSpacing(4)
         self.args_caption = QLabel("Arguments" + (f" · {server}" if server else ""), self.body)
@@ -152,6 +158,28 @@ class ToolBlock(QWidget):
             self.set_state("error" if is_error else "done")
         self.set_expanded(is_error)
 
+    def ask_consent(self) -> ConsentButtons:
+        """Show Deny / Always allow / Allow once under the arguments (the block waits, open).
+
+        The buttons go away on the first answer; connect to their ``sig_answered``.
+        """
+        from app.ui.tool_consent import ConsentButtons  # tool_consent uses this module's pretty()
+
+        self.set_state("waiting")
+        self.set_expanded(True)
+        buttons = ConsentButtons(self.body)
+        buttons.setMaximumWidth(520)
+        self._body_layout.addWidget(buttons)
+        buttons.sig_answered.connect(lambda _choice: self._close_consent(buttons))
+        self.consent_buttons = buttons
+        buttons.allow_button.setFocus()
+        return buttons
+
+    def _close_consent(self, buttons: ConsentButtons) -> None:
+        buttons.hide()
+        buttons.deleteLater()
+        self.consent_buttons = None
+
     def _show_result(self, visible: bool) -> None:
         self.result_caption.setVisible(visible)
         self.result_view.setVisible(visible)
@@ -173,3 +201,15 @@ class ToolBlock(QWidget):
     def _on_show_all_clicked(self) -> None:
         self.result_view.setText(self._result_text)
         self.show_all.setVisible(False)
+
+
+def call_arguments(call: ToolCallRecord) -> Any:
+    """What a stored call's block shows as its arguments: a malformed call shows what was written."""
+    return call.raw if call.is_error and not call.arguments and call.raw else call.arguments
+
+
+def show_stored_call(block: ToolBlock, call: ToolCallRecord) -> None:
+    """A stored call's outcome on its block: done, failed, or denied by the user."""
+    if call.is_error and call.result == DENIED:
+        block.set_state("denied")
+    block.set_result(call.result, is_error=call.is_error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -18,6 +18,32 @@ from PySide6.QtWidgets import (
 from app.core.tools.loop import Consent
 from app.ui import theme
 from app.ui.tool_block import pretty
+
+
+class ConsentButtons(QWidget):
+    """Deny · Always allow this tool · Allow once; ``sig_answered(Consent)`` on a click.
+
+    The dialog uses it, and so does the tool block in the conversation (asked inline).
+    """
+
+    sig_answered = Signal(object)  # Consent
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ToolConsentButtons")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(8)
+        self.deny_button = QPushButton("Deny", self)
+        self.always_button = QPushButton("Always allow this tool", self)
+        self.allow_button = QPushButton("Allow once", self)
+        row.addWidget(self.deny_button)
+        row.addStretch(1)
+        row.addWidget(self.always_button)
+        row.addWidget(self.allow_button)
+        self.deny_button.clicked.connect(lambda: self.sig_answered.emit(Consent.DENY))
+        self.always_button.clicked.connect(lambda: self.sig_answered.emit(Consent.ALWAYS))
+        self.allow_button.clicked.connect(lambda: self.sig_answered.emit(Consent.ALLOW_ONCE))
 
 
 class ToolConsentDialog(QDialog):
@@ -70,20 +96,13 @@ class ToolConsentDialog(QDialog):
         self.arguments_view.setMinimumHeight(height)
         layout.addWidget(self.arguments_view)
 
-        buttons = QHBoxLayout()
-        buttons.setSpacing(8)
-        self.deny_button = QPushButton("Deny", self)
-        self.always_button = QPushButton("Always allow this tool", self)
-        self.allow_button = QPushButton("Allow once", self)
+        self.buttons = ConsentButtons(self)
+        self.deny_button = self.buttons.deny_button
+        self.always_button = self.buttons.always_button
+        self.allow_button = self.buttons.allow_button
         self.allow_button.setDefault(True)
-        buttons.addWidget(self.deny_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.always_button)
-        buttons.addWidget(self.allow_button)
-        layout.addLayout(buttons)
-        self.deny_button.clicked.connect(lambda: self._answer(Consent.DENY))
-        self.always_button.clicked.connect(lambda: self._answer(Consent.ALWAYS))
-        self.allow_button.clicked.connect(lambda: self._answer(Consent.ALLOW_ONCE))
+        layout.addWidget(self.buttons)
+        self.buttons.sig_answered.connect(self._answer)
         self.setMinimumWidth(460)
 
     def _answer(self, choice: Consent) -> None:

@@ -33,6 +33,7 @@ from app.core.chat.tool_calls import ToolCall, ToolCallError, parse_tool_calls
 from app.core.tools.registry import ToolRegistry
 
 DEFAULT_MAX_STEPS = 8
+DENIED = "the user denied this tool call"  # the error result a denied call gets
 _NAME_GUESS = re.compile(r"call:([\w.\-]+)")
 
 
@@ -193,7 +194,7 @@ class AgentLoop:
         if choice is Consent.ALWAYS:
             self.always_allowed.add(self._key(call))
         elif choice is Consent.DENY:
-            call.error = "the user denied this tool call"
+            call.error = DENIED
 
     def allowed(self, call: PlannedCall) -> bool:
         """May this call run now?"""

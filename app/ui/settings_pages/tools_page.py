@@ -35,6 +35,8 @@ class ToolsPage(SettingsPage):
 
     def __init__(self, service: ToolsService | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # The app's own servers when the window runs them; a page on its own starts its own.
+        service = service or ToolsService.app_wide()
         self._owns_service = service is None
         self.service = service or ToolsService(parent=self)
         self._disabled: set[str] = set()
