@@ -27,7 +27,6 @@ from app.ui import shortcuts, theme
 from app.ui.banner import NoticeBanner
 from app.ui.chat_controller import NO_MODEL_MESSAGE, ChatController
 from app.ui.chat_tools import close_window_tools, wire_window_tools
-from app.ui.chat_tools import close_window_tools, wire_window_tools
 from app.ui.chat_view import ChatView
 from app.ui.composer import ComposerWidget
 from app.ui.conversation_actions import ConversationActions
@@ -103,7 +102,6 @@ class MainWindow(QMainWindow):
         # switcher's (its "previous model is back" message is the one left on screen).
         self.settings_wiring = SettingsWiring(self, settings, client, history=store)
         self._wire_conversation_tools()
-        self.tools = wire_window_tools(self, settings)  # MCP servers start in the background
         self.tools = wire_window_tools(self, settings)  # MCP servers start in the background
         self.api_server = ApiServer(client, settings.models_dir, self)
         self._wire_api_server()
@@ -357,7 +355,6 @@ class MainWindow(QMainWindow):
         self.media.shutdown()
         self.api_server.shutdown()
         self.settings_wiring.shutdown()
-        close_window_tools(self.tools)
         close_window_tools(self.tools)
         self.conversation_actions.wait()
         self.models.shutdown()
