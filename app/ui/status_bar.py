@@ -75,7 +75,7 @@ class ChatStatusBar(QStatusBar):
         if requests:
             parts.append(f"{requests} request" + ("s" if requests != 1 else ""))
         if chat_waiting:
-            parts.append("your message waits its turn")
+            parts.append("chat waits its turn")
         self.api_button.setText(" · ".join(parts))
         self.api_button.setVisible(True)
 

@@ -92,6 +92,7 @@ class ServerPage(SettingsPage):
         self.lan_error = QLabel("")
         self.lan_error.setObjectName("SettingsError")
         self.lan_error.setWordWrap(True)
+        self.lan_error.setVisible(False)
         lan_rows.addRow(self.lan_error)
         layout.addWidget(hint(
             "Other devices must send the key (Authorization: Bearer KEY). It is kept in the "
@@ -117,7 +118,7 @@ class ServerPage(SettingsPage):
         self.port.setValue(settings.server_port)
         self.allow_switch.setChecked(settings.server_allow_switch)
         self.lan.setChecked(settings.server_lan and load_key() is not None)
-        self.lan_error.setText("")
+        self._say_lan("")
         self._refresh()
 
     def store(self, settings: Settings) -> None:
@@ -135,14 +136,18 @@ class ServerPage(SettingsPage):
     def _on_lan_toggled(self, on: bool) -> None:
         if on and load_key() is None:
             self.lan.setChecked(False)  # refused: never reachable from the network without a key
-            self.lan_error.setText(NEEDS_KEY)
+            self._say_lan(NEEDS_KEY)
             return
-        self.lan_error.setText("")
+        self._say_lan("")
         self._refresh()
+
+    def _say_lan(self, text: str) -> None:
+        self.lan_error.setText(text)
+        self.lan_error.setVisible(bool(text))
 
     def _on_create_key_clicked(self) -> None:
         save_key(secrets.token_urlsafe(32))
-        self.lan_error.setText("")
+        self._say_lan("")
         self._show_key_state()
         if self.server is not None:
             self.server.reload_key()  # a LAN server checks the new key from now on
