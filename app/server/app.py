@@ -48,6 +48,9 @@ class ServerConfig:
     cors_origins: list[str] = field(default_factory=list)
     max_body_bytes: int = MAX_BODY_BYTES
     installed: Callable[[], list[ServedModel]] = list
+    # Set when requests may switch models: loads an installed model (blocking; EngineError or
+    # BadRequest when it cannot). None: naming a model that is not loaded is a 400.
+    switch_model: Callable[[ServedModel], None] | None = None
 
 
 _ERROR_STATUS = {"context": 400, "input": 400, "load": 500, "internal": 500}
@@ -169,13 +172,17 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
         info = engine.info
         return Path(info.path).name if info is not None else ""
 
-    def check_model(name: str) -> None:
+    async def check_model(name: str) -> None:
         info = engine.info
-        if not name or info is None:
+        if not name or (info is None and config.switch_model is None):
             return
-        if name in (loaded_id(), Path(info.path).stem, info.path, info.name):
+        if info is not None and name in (loaded_id(), Path(info.path).stem, info.path, info.name):
             return
-        if any(name in (m.id, m.key) for m in config.installed()):
+        wanted = next((m for m in config.installed() if name in (m.id, m.key)), None)
+        if wanted is not None and config.switch_model is not None:
+            await asyncio.to_thread(config.switch_model, wanted)
+            return
+        if wanted is not None:
             raise BadRequest(f"The model {name!r} is installed but not loaded; this server "
                              f"serves {loaded_id()!r}.", "model", 400, "model_not_loaded")
         raise BadRequest(f"The model {name!r} does not exist here.", "model", 404,
@@ -201,7 +208,7 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
 
     @api.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
-        check_model(body.model)
+        await check_model(body.model)
         grammar = grammar_for(body.response_format, body.grammar)
         gen = GenRequest(engine_messages(body.messages, config.media_dir),
                          thinking_enabled(body.reasoning_effort, body.chat_template_kwargs),
@@ -213,7 +220,7 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
     @api.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest,
                           request: Request) -> JSONResponse | StreamingResponse:
-        check_model(body.model)
+        await check_model(body.model)
         gen = GenRequest(prompt=body.prompt, params=sampling(body, body.grammar))
         return await _respond(_Run(engine, gen, stop_list(body.stop), live, request), body.stream,
                               bool(body.stream_options and body.stream_options.include_usage),
