@@ -239,3 +239,46 @@ def test_consent_answer_reaches_the_loop_only_once(qtbot: Any, window: MainWindo
         buttons.sig_answered.emit(Consent.ALLOW_ONCE)
         buttons.sig_answered.emit(Consent.DENY)
     assert block.state == "done"
+
+
+def test_leaving_and_reopening_the_chat_keeps_the_question(qtbot: Any, window: MainWindow) -> None:
+    win = window
+    _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
+    win.composer.set_text("Time in Tokyo?")
+    win.composer._send()
+    _wait_consent(qtbot, win)
+    conversation = win.controller.conversation_id
+    win.controller.new_conversation()  # the question waits while another chat is shown
+    assert win.controller.busy
+    win.controller.open_conversation(conversation)
+    block = _wait_consent(qtbot, win)
+    with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
+        block.consent_buttons.allow_button.click()  # type: ignore[union-attr]
+    assert block.state == "done" and _stored(win).status == "complete"
+
+
+def test_settings_tools_page_shows_the_apps_servers_and_applies(qtbot: Any,
+                                                                window: MainWindow) -> None:
+    win = window
+    dialog = win.settings_wiring.open_dialog("Tools")
+    page = dialog.tools_page
+    assert page.service is win.tools.service  # no second set of servers
+    assert page.server_rows()[0][:2] == ("time", "running")
+    dialog.reject()
+    assert win.tools.service.statuses()[0].state == "running"  # closing did not stop them
+    assert win.controller.tools is not None and win.controller.tools.begin_turn() is not None
+    # Tools switched off in the settings: nothing is offered, the chat answers plainly.
+    changed = win._settings.copy()
+    changed.tools = False
+    win.settings_wiring.apply(changed)
+    assert win.controller.tools.begin_turn() is None
+    sent = _script(win, ANSWER)
+    win.composer.set_text("Time?")
+    with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
+        win.composer._send()
+    assert len(sent) == 1 and _stored(win).tool_steps == ()
+    # Servers removed in the settings: the app's servers stop.
+    changed = win._settings.copy()
+    changed.mcp_servers = {}
+    win.settings_wiring.apply(changed)
+    assert win.tools.service.statuses() == []
