@@ -44,9 +44,8 @@ def _grammar(*calls: str) -> str:
 ANSWER = 'root ::= "It is " [0-9] [0-9] " o clock"\n'
 
 
-@pytest.fixture()
-def window(qtbot: Any) -> Iterator[MainWindow]:
-    save_settings(Settings(mcp_servers=TIME_SERVER, enable_thinking=True))
+def _open_window(qtbot: Any, servers: dict[str, Any]) -> MainWindow:
+    save_settings(Settings(mcp_servers=servers, enable_thinking=True))
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     win = build_main_window(app, model=str(synthetic_gemma4()["model"]))
@@ -55,12 +54,46 @@ def window(qtbot: Any) -> Iterator[MainWindow]:
     win.show()
     qtbot.waitUntil(lambda: win._client.model_info is not None, timeout=120_000)
     qtbot.waitUntil(lambda: win.tools.service.ready, timeout=60_000)
-    assert [s.state for s in win.tools.service.statuses()] == ["running"]
-    yield win
+    assert {s.state for s in win.tools.service.statuses()} == {"running"}
+    return win
+
+
+def _close_window(win: MainWindow) -> None:
     win.controller.stop()
     win.tools.service.shutdown()
     win._client.shutdown()
     assert win._client.wait_closed()
+
+
+@pytest.fixture()
+def window(qtbot: Any) -> Iterator[MainWindow]:
+    win = _open_window(qtbot, TIME_SERVER)
+    yield win
+    _close_window(win)
+
+
+HANG_SERVER = """
+import asyncio
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("slow")
+
+@server.tool()
+async def hang() -> str:  # never answers
+    await asyncio.Event().wait()
+    return ""
+
+server.run()
+"""
+
+
+@pytest.fixture()
+def hang_window(qtbot: Any, tmp_path: Path) -> Iterator[MainWindow]:
+    script = tmp_path / "hang_server.py"
+    script.write_text(HANG_SERVER)
+    win = _open_window(qtbot, {"slow": {"command": sys.executable, "args": [str(script)]}})
+    yield win
+    _close_window(win)
 
 
 def _script(win: MainWindow, *grammars: str) -> list[dict[str, Any]]:
@@ -282,3 +315,41 @@ def test_settings_tools_page_shows_the_apps_servers_and_applies(qtbot: Any,
     changed.mcp_servers = {}
     win.settings_wiring.apply(changed)
     assert win.tools.service.statuses() == []
+
+
+HANG_CALL = "<|tool_call>call:hang{}<tool_call|>"
+
+
+def test_stop_while_a_tool_runs_ends_at_once(qtbot: Any, hang_window: MainWindow) -> None:
+    win = hang_window
+    sent = _script(win, _grammar(HANG_CALL), ANSWER)
+    win.composer.set_text("Wait for it.")
+    win.composer._send()
+    block = _wait_consent(qtbot, win)
+    block.consent_buttons.allow_button.click()  # type: ignore[union-attr]
+    assert block.state == "running"
+    qtbot.wait(300)
+    with qtbot.waitSignal(win.controller.sig_busy_changed, timeout=5_000) as busy:
+        win.composer.sig_stop_requested.emit()
+    assert busy.args == [False] and "stopped" in block.result_text
+    qtbot.wait(500)
+    assert len(sent) == 1 and not win._client.busy
+    (call,) = _stored(win).tool_steps[0].calls
+    assert call.is_error and "stopped" in str(call.result) and _stored(win).status == "stopped"
+
+
+def test_a_hanging_tool_times_out_and_the_chat_goes_on(qtbot: Any, hang_window: MainWindow) -> None:
+    win = hang_window
+    service = win.tools.service
+    service.call_timeout_s = 2.0  # the hub's own timeout, made short for the test
+    service.configure(service.servers)
+    qtbot.waitUntil(lambda: service.ready, timeout=60_000)
+    sent = _script(win, _grammar(HANG_CALL), ANSWER)
+    win.composer.set_text("Wait for it.")
+    win.composer._send()
+    block = _wait_consent(qtbot, win)
+    with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=60_000):
+        block.consent_buttons.allow_button.click()  # type: ignore[union-attr]
+    assert block.state == "error" and "no answer" in block.result_text and len(sent) == 2
+    (call,) = _stored(win).tool_steps[0].calls
+    assert call.is_error and _stored(win).status == "complete"
