@@ -15,6 +15,7 @@ import logging
 import shutil
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from app.services.operations import OpContext, Operation
 
 log = logging.getLogger(__name__)
 
+SWITCH_TIMEOUT_S = 600.0  # a request that names another model waits this long for it to load
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only with an API key (check_exposure)
 
@@ -73,16 +75,36 @@ class _Serving:
     port: Any = None  # SharedEngine
 
 
+@dataclass
+class _Switch:
+    """A request's ask to load another installed model, answered on the GUI thread."""
+
+    path: str
+    mmproj: str | None
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str = ""
+    slots: tuple[Callable[..., None], ...] = ()  # connected to the client until it ends
+
+
+# Loads a model in the window (path, projector); False when nothing was started (declined).
+LoadHook = Callable[[str, str | None], bool]
+
+
 class ApiServer(QObject):
     """Start, stop and watch the window's API server; state changes arrive as signals."""
 
     sig_state_changed = Signal()  # running / url / error changed
     sig_requests_changed = Signal(int)  # API generations running now
     _sig_live = Signal(int)  # from the engine's reader thread
+    _sig_switch = Signal(object)  # a _Switch, from the server's thread
 
-    def __init__(self, client: Any, models_dir: Any = None, parent: QObject | None = None) -> None:
+    def __init__(self, client: Any, models_dir: Any = None, parent: QObject | None = None,
+                 load: LoadHook | None = None) -> None:
         super().__init__(parent)
         self._client = client
+        self._load = load
+        self._switch_lock = threading.Lock()  # one model switch at a time
+        self._switches: list[_Switch] = []
         self.models_dir = models_dir  # the window's models folder (None: the default one)
         self._plan = ServerPlan()
         self._serving: _Serving | None = None
@@ -91,6 +113,7 @@ class ApiServer(QObject):
         self.error = ""
         self.live = 0
         self._sig_live.connect(self._on_live)
+        self._sig_switch.connect(self._on_switch)
 
     # ----- state ---------------------------------------------------------------------------
 
@@ -146,6 +169,8 @@ class ApiServer(QObject):
         self._pending = None
         if self._serving is not None:
             self._stop()
+        for switch in list(self._switches):  # a request waiting for a model: it ends now
+            self._end_switch(switch, "Gemma Desktop is closing.")
         op, self._op = self._op, None
         ended = op.wait(int(timeout * 1000)) if op is not None else True
         self._serving = None
@@ -193,7 +218,9 @@ class ApiServer(QObject):
 
             serving.port = SharedEngine(self._current, self._sig_live.emit)
             config = ServerConfig(media_dir=_media_dir(), api_key=serving.api_key,
-                                  installed=self._installed)
+                                  installed=self._installed,
+                                  switch_model=self._switch_model if serving.plan.allow_switch
+                                  else None)
             api = create_app(serving.port, config)
             serving.server = uvicorn.Server(uvicorn.Config(
                 api, log_level="warning", access_log=False, timeout_graceful_shutdown=2))
@@ -215,7 +242,54 @@ class ApiServer(QObject):
         store = ModelStore(Path(self.models_dir) if self.models_dir else None)
         return [ServedModel(m.filename, m.path, m.key) for m in store.installed()]
 
+    def _switch_model(self, model: Any) -> None:
+        """A request named another installed model: the window loads it (blocks this thread)."""
+        from app.core.engine.media_files import find_projector
+        from app.core.engine.records import EngineError
+
+        with self._switch_lock:
+            info = getattr(self._client, "model", None)
+            if info is not None and Path(info.path) == Path(model.path):
+                return  # a request before this one switched to it already
+            projector = find_projector(model.path)
+            switch = _Switch(str(model.path), str(projector) if projector else None)
+            self._sig_switch.emit(switch)
+            if not switch.done.wait(SWITCH_TIMEOUT_S):
+                raise EngineError("load", f"{model.id} did not load within "
+                                          f"{SWITCH_TIMEOUT_S:.0f} s.")
+            if switch.error:
+                raise EngineError("load", switch.error)
+
     # ----- reactions -----------------------------------------------------------------------
+
+    def _on_switch(self, switch: _Switch) -> None:
+        client = self._client
+        self._switches.append(switch)
+
+        def loaded(info: dict[str, Any]) -> None:
+            if Path(str(info.get("path", ""))) == Path(switch.path):
+                self._end_switch(switch, "")
+
+        def failed(message: str) -> None:
+            self._end_switch(switch, f"{Path(switch.path).name} could not be loaded: {message}")
+
+        switch.slots = (loaded, failed)
+        client.sig_loaded.connect(loaded)
+        client.sig_load_failed.connect(failed)
+        if self._load is None or not self._load(switch.path, switch.mmproj):
+            self._end_switch(switch, "The model was not switched: the window is busy with "
+                                     "another model or an answer.")
+
+    def _end_switch(self, switch: _Switch, error: str) -> None:
+        if switch not in self._switches:
+            return
+        self._switches.remove(switch)
+        loaded, failed = switch.slots
+        self._client.sig_loaded.disconnect(loaded)
+        self._client.sig_load_failed.disconnect(failed)
+        switch.slots = ()
+        switch.error = error
+        switch.done.set()
 
     def _on_live(self, count: int) -> None:
         self.live = count

@@ -103,7 +103,7 @@ class MainWindow(QMainWindow):
         self.settings_wiring = SettingsWiring(self, settings, client, history=store)
         self._wire_conversation_tools()
         self.tools = wire_window_tools(self, settings)  # MCP servers start in the background
-        self.api_server = ApiServer(client, settings.models_dir, self)
+        self.api_server = ApiServer(client, settings.models_dir, self, load=self._load_for_api)
         self._wire_api_server()
         shortcuts.label_window(self)
         shortcuts.window_tab_order(self)
@@ -178,6 +178,11 @@ class MainWindow(QMainWindow):
         self._client.sig_delta.connect(lambda *_a: show() if api.live else None)
         status.sig_api_clicked.connect(lambda: self.settings_wiring.open_dialog("Server"))
         api.apply(ServerPlan.from_settings(self._settings))  # at start, if it was on
+
+    def _load_for_api(self, path: str, mmproj: str | None) -> bool:
+        """An API request named another installed model; False when the window declined."""
+        self.load_model(path, mmproj)
+        return bool(self._client.loading or self.settings_wiring.switcher.switching)
 
     def _on_conversation_actions_imported(self, conversation_id: Any) -> None:
         self.controller.refresh_conversations()

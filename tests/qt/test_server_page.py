@@ -23,12 +23,14 @@ ENDLESS = 'root ::= "la " root'
 SHORT = 'root ::= "Fine" " " "thanks"'
 
 
-def _turn_on(qtbot: Any, window: Any, port: int, lan: bool = False) -> Any:
+def _turn_on(qtbot: Any, window: Any, port: int, lan: bool = False,
+             allow_switch: bool = False) -> Any:
     dialog = window.settings_wiring.open_dialog("Server")
     page = dialog.server_page
     page.enabled.setChecked(True)
     page.port.setValue(port)
     page.lan.setChecked(lan)
+    page.allow_switch.setChecked(allow_switch)
     assert dialog.apply()
     return page
 
@@ -134,6 +136,67 @@ def test_api_shares_the_windows_model_while_the_chat_keeps_working(qtbot, window
     assert not window.status.api_button.isVisible()
     assert dialog.server_page.state.text().startswith("Off")
     dialog.reject()
+
+
+def _in_worker(qtbot: Any, work: Any) -> Any:
+    """Run `work()` on a thread while the GUI thread keeps turning; its result or its error."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = work()
+        except Exception as exc:  # noqa: BLE001 - raised again on the test's thread
+            out["error"] = exc
+
+    worker = threading.Thread(target=run, name="openai-client")
+    worker.start()
+    qtbot.waitUntil(lambda: not worker.is_alive(), timeout=180_000)
+    worker.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+@pytest.mark.slow
+def test_a_request_switches_the_windows_model_only_when_allowed(qtbot, window_env, model_270m):
+    from app.core.download.store import ModelStore
+    from app.services.engine_client import EngineClient
+    from tests.fixtures.gemma4 import synthetic_gemma4
+
+    files = synthetic_gemma4()
+    store = ModelStore()
+    store.import_local(files["model"], copy=False)
+    small = store.import_local(model_270m, copy=False)
+    client = EngineClient()
+    env = window_env(settings=make_settings(max_tokens=24), client=client)
+    window, api = env.window, env.window.api_server
+    with qtbot.waitSignal(client.sig_loaded, timeout=120_000):
+        client.load_model(str(files["model"]), n_ctx=2048, n_threads=2)
+    port = free_port()
+    page = _turn_on(qtbot, window, port)
+    page.window().reject()
+    qtbot.waitUntil(lambda: api.running, timeout=5000)
+    c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0,
+                      timeout=120)
+
+    def ask() -> str:
+        r = c.chat.completions.create(model=small.filename, max_tokens=6,
+                                      messages=[{"role": "user", "content": "Hi"}])
+        return str(r.model)
+
+    with pytest.raises(openai.BadRequestError, match="installed but not loaded"):
+        _in_worker(qtbot, ask)  # off by default
+
+    page = _turn_on(qtbot, window, port, allow_switch=True)
+    page.window().reject()
+    qtbot.waitUntil(lambda: api.running and api.plan.allow_switch, timeout=10_000)
+    assert _in_worker(qtbot, ask) == small.filename
+    assert client.model is not None and client.model.path == str(model_270m)
+    assert env.settings.model_path == str(model_270m)  # the window follows, as if picked there
+    models = _in_worker(qtbot, lambda: [(m.id, m.model_extra["loaded"]) for m in c.models.list()])
+    assert models[0] == (small.filename, True)
+    assert ("synthetic-gemma4.gguf", False) in models
+    c.close()
 
 
 def test_no_model_is_503_and_the_item_opens_the_page(qtbot, window_env):
