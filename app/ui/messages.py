@@ -211,19 +211,12 @@ class AssistantMessageWidget(QWidget):
 
         self._layout = layout
         self.tool_blocks: list[ToolBlock] = []  # every call of this answer, in order
-        self.thinking = ThinkingBlock(self)
-        self.thinking.setVisible(False)
-        self.thinking.sig_toggled.connect(self.sig_thinking_toggled)
-        layout.addWidget(self.thinking)
-
-        self.answer = AnswerView(self)
-        layout.addWidget(self.answer)
-
         self.error_label = QLabel(self)
         self.error_label.setObjectName("ErrorTag")
         self.error_label.setWordWrap(True)
         self.error_label.setVisible(False)
         layout.addWidget(self.error_label)
+        self._add_reply_widgets()  # thinking and answer, above the error label
 
         foot = QHBoxLayout()
         foot.setContentsMargins(0, 0, 0, 0)
@@ -316,14 +309,17 @@ class AssistantMessageWidget(QWidget):
 
     def next_step(self) -> None:
         """The model goes on after the tool results: fresh thinking and answer below the calls."""
+        self._add_reply_widgets()
+        self._answer = ""
+        self.answer.refresh_icons()
+
+    def _add_reply_widgets(self) -> None:
         self.thinking = ThinkingBlock(self)
         self.thinking.setVisible(False)
         self.thinking.sig_toggled.connect(self.sig_thinking_toggled)
         self._insert(self.thinking)
         self.answer = AnswerView(self)
         self._insert(self.answer)
-        self._answer = ""
-        self.answer.refresh_icons()
 
     def add_stored_steps(self, tool_steps: Sequence[ToolStep]) -> None:
         """Finished tool steps, each with its thinking, text and calls; what follows goes below."""
