@@ -46,7 +46,7 @@ class _Generation:
     discarded: bool = False  # its conversation was deleted: wait for the end, store nothing
     turn: ToolTurn | None = None  # the tool loop, when tools are offered
     messages: list[dict[str, Any]] = field(default_factory=list)  # the prompt so far
-    call_blocks: list[str] = field(default_factory=list)  # tool calls of the current reply
+    call_blocks: list[str] = field(default_factory=list)  # tool-call blocks of the current reply
     steps: list[ToolStep] = field(default_factory=list)  # finished tool steps of this answer
     stats: dict[str, Any] = field(default_factory=dict)  # of the last generation
 
@@ -378,7 +378,9 @@ class ChatController(QObject):
             return
         now = time.monotonic()
         if kind == "tool_call":
-            gen.call_blocks.append(text)  # run when the reply is over (chat_tools.ToolTurn)
+            if gen.turn is not None:
+                gen.call_blocks.append(text)
+                gen.turn.add_block(text, gen.widget)  # shown now, run when the reply is over
             return
         if kind == "thinking":
             if gen.thinking_started is None:
@@ -411,8 +413,7 @@ class ChatController(QObject):
         assert gen.turn is not None
         if stopped:
             gen.turn.loop.stop()  # the calls are shown and answered "stopped", never run
-        step = gen.turn.plan("".join(gen.answer).strip(), "".join(gen.thinking).strip(),
-                             gen.call_blocks)
+        step = gen.turn.plan("".join(gen.answer).strip(), "".join(gen.thinking).strip())
         seconds = gen.thinking_seconds()
         if gen.widget is not None:
             gen.widget.end_step(seconds)

@@ -15,7 +15,6 @@ calls that did not finish are answered "stopped by the user".
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -94,6 +93,7 @@ class ToolTurn(QObject):
         self._widget: AssistantMessageWidget | None = None
         self._blocks: dict[str, ToolBlock] = {}
         self._step: Step | None = None
+        self._live: list[PlannedCall] = []  # calls of the reply still being written
         self._queue: list[PlannedCall] = []
         self._running: PlannedCall | None = None
         self._asking: PlannedCall | None = None
@@ -110,9 +110,18 @@ class ToolTurn(QObject):
         """The call waiting for the user's answer."""
         return self._asking
 
-    def plan(self, answer: str, thinking: str, blocks: Sequence[str]) -> Step:
-        """The step of a finished reply (its tool-call blocks as streamed)."""
-        return self.loop.plan(answer=answer, thinking=thinking, tool_blocks=list(blocks))
+    def add_block(self, text: str, widget: AssistantMessageWidget | None) -> None:
+        """A call block just streamed: its calls show at once (they run when the reply ends)."""
+        calls = self.loop.parse_block(text)
+        self._live.extend(calls)
+        self._widget = widget
+        for call in calls:
+            self._show_call(call)
+
+    def plan(self, answer: str, thinking: str) -> Step:
+        """The step of the finished reply, with the calls that streamed in it."""
+        calls, self._live = self._live, []
+        return self.loop.plan(answer=answer, thinking=thinking, calls=calls)
 
     def run(self, step: Step, widget: AssistantMessageWidget | None,
             thinking_seconds: float | None = None) -> None:
@@ -120,27 +129,36 @@ class ToolTurn(QObject):
         self._step = step
         self._seconds = thinking_seconds
         self._queue = list(step.calls)
-        self.rebind(widget)
+        if widget is not self._widget:
+            self.rebind(widget)
+        for call in step.calls:
+            self._show_call(call)
         self._advance()
 
     def rebind(self, widget: AssistantMessageWidget | None) -> None:
         """The answer's widget changed (its conversation was left or opened again)."""
         self._widget = widget
         self._blocks = {}
-        step = self._step
-        if widget is None or step is None:
-            return
-        for call in step.calls:
-            self._blocks[call.call_id] = block = widget.add_tool_block(
-                call.name, widget_arguments(call), self._server(call))
-            if call.result is not None:
-                block.set_result(call.result.content, is_error=call.result.is_error)
-            elif call is self._running:
-                block.set_state("running")
-            elif call.error is not None:
-                self._show_error(call)
+        for call in self._step.calls if self._step is not None else self._live:
+            self._show_call(call)
         if self._asking is not None:
             self._ask(self._asking)
+
+    def _show_call(self, call: PlannedCall) -> None:
+        """Create the call's block if it has none yet, and show where the call stands."""
+        if self._widget is None:
+            return
+        block = self._blocks.get(call.call_id)
+        if block is None:
+            self._blocks[call.call_id] = block = self._widget.add_tool_block(
+                call.name, widget_arguments(call), self._server(call))
+            block.set_state("called")
+        if call.result is not None:
+            block.set_result(call.result.content, is_error=call.result.is_error)
+        elif call is self._running:
+            block.set_state("running")
+        elif call.error is not None and self._step is not None:
+            self._show_error(call)
 
     def stop(self) -> ToolStep | None:
         """End the turn now; the record of the step in progress (calls answered "stopped")."""

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 RESULT_BUDGET = 600  # characters of a result shown before "Show all"
 
-CallState = Literal["waiting", "running", "done", "error", "denied"]
+CallState = Literal["called", "waiting", "running", "done", "error", "denied"]
 _HEADERS: dict[str, str] = {
+    "called": "Calling {name}…",
     "waiting": "Waiting for your permission to run {name}",
     "running": "Running {name}…",
     "done": "Ran {name}",
@@ -139,7 +140,7 @@ class ToolBlock(QWidget):
         return self.header.text()
 
     def set_state(self, state: CallState) -> None:
-        """Move the header to a new phase (waiting → running → done/error, or denied)."""
+        """Move the header to a new phase (called → waiting → running → done/error, or denied)."""
         self.state = state
         self.header.setText(_HEADERS[state].format(name=self.name))
         color = "danger" if state in ("error", "denied") else "text_muted"

@@ -130,9 +130,14 @@ def test_allow_once_runs_the_time_server_and_the_model_answers(qtbot: Any, windo
                                                               tmp_path: Path) -> None:
     win = window
     sent = _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
+    live: list[tuple[str, list[str], bool]] = []  # what the window showed as the call streamed in
+    win._client.sig_delta.connect(lambda _id, kind, text: live.append(
+        (kind, [b.state for b in _blocks(win)], win._client.busy)) if kind == "tool_call" else None)
     win.composer.set_text("What time is it in Tokyo?")
     win.composer._send()
     block = _wait_consent(qtbot, win)
+    # The block was there as soon as the call streamed, while the reply was still being written.
+    assert live == [("tool_call", ["called"], True)]
     assert block.state == "waiting" and block.name == "get_current_time"
     assert '"timezone": "Asia/Tokyo"' in block.args_view.text()
     assert win.controller.busy and not win._client.busy  # waiting for the user, not the model

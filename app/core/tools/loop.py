@@ -131,11 +131,15 @@ class AgentLoop:
                 parts[kind] += text
         return self.plan(answer=parts["answer"], thinking=parts["thinking"], tool_blocks=blocks)
 
-    def plan(self, *, answer: str, thinking: str = "", tool_blocks: Sequence[str] = ()) -> Step:
-        """Turn a finished reply (its splitter pieces) into a step; say which calls may run."""
-        step = Step(answer=answer, thinking=thinking)
+    def plan(self, *, answer: str, thinking: str = "", tool_blocks: Sequence[str] = (),
+             calls: Sequence[PlannedCall] = ()) -> Step:
+        """Turn a finished reply (its splitter pieces) into a step; say which calls may run.
+
+        ``calls``: blocks already read with ``parse_block`` as they streamed (shown live).
+        """
+        step = Step(answer=answer, thinking=thinking, calls=list(calls))
         for block in tool_blocks:
-            step.calls.extend(self._parse_block(block))
+            step.calls.extend(self.parse_block(block))
         if not step.calls:
             step.final = True
         else:
@@ -151,7 +155,8 @@ class AgentLoop:
         self._step = step
         return step
 
-    def _parse_block(self, block: str) -> list[PlannedCall]:
+    def parse_block(self, block: str) -> list[PlannedCall]:
+        """The calls of one streamed call block (a malformed one is a call with its error)."""
         try:
             calls = parse_tool_calls(block)
         except ToolCallError as exc:
