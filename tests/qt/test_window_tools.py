@@ -358,3 +358,22 @@ def test_a_hanging_tool_times_out_and_the_chat_goes_on(qtbot: Any, hang_window: 
     assert block.state == "error" and "no answer" in block.result_text and len(sent) == 2
     (call,) = _stored(win).tool_steps[0].calls
     assert call.is_error and _stored(win).status == "complete"
+
+
+def test_stop_while_the_model_answers_the_result_keeps_the_step(qtbot: Any,
+                                                               window: MainWindow) -> None:
+    win = window
+    rambling = 'root ::= "It is" (" " [a-z] [a-z] [a-z])+\n'  # never ends before max_tokens
+    sent = _script(win, _grammar(_call("Asia/Tokyo")), rambling)
+    win.composer.set_text("Time in Tokyo?")
+    win.composer._send()
+    block = _wait_consent(qtbot, win)
+    block.consent_buttons.allow_button.click()  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: win._client.reply is not None and len(sent) == 2
+                    and win._client.reply.answer.startswith("It is "), timeout=60_000)
+    with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=30_000):
+        win.composer.sig_stop_requested.emit()
+    stored = _stored(win)
+    assert stored.status == "stopped" and stored.content.startswith("It is")
+    assert not stored.tool_steps[0].calls[0].is_error and block.state == "done"
+    assert len(sent) == 2 and not win.controller.busy
