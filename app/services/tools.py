@@ -48,6 +48,9 @@ class ToolsService(QObject):
         self._generation = 0
         self._ready = False
         self.servers: list[ServerConfig] = []  # what the current hub was started with
+        # What the applied settings ask for (set by the window); a page that tried other
+        # servers and was closed unapplied goes back to these.
+        self.applied: list[ServerConfig] | None = None
 
     @classmethod
     def app_wide(cls) -> ToolsService | None:
@@ -81,6 +84,17 @@ class ToolsService(QObject):
             threading.Thread(target=old.close, name="mcp-hub-close", daemon=True).start()
         self._hub.start().add_done_callback(lambda _f: self._settled(generation))
         self.sig_changed.emit()
+
+    def apply(self, servers: Iterable[ServerConfig]) -> None:
+        """Run the servers of the applied settings (restarted only when they changed)."""
+        self.applied = list(servers)
+        if self.applied != self.servers or (self.applied and self._hub is None):
+            self.configure(self.applied)
+
+    def restore_applied(self) -> None:
+        """Back to the applied settings' servers, if something else was started meanwhile."""
+        if self.applied is not None and self.applied != self.servers:
+            self.configure(self.applied)
 
     def _settled(self, generation: int) -> None:
         if generation == self._generation:

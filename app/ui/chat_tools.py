@@ -47,8 +47,7 @@ class WindowTools(QObject):
             servers = parse_mcp_config({"mcpServers": self._settings.mcp_servers})
         except McpConfigError:
             servers = []  # the Tools page shows what is wrong with the text
-        if servers != self.service.servers or (servers and not self.service.statuses()):
-            self.service.configure(servers)
+        self.service.apply(servers)
 
     def registry(self) -> ToolRegistry:
         """The tools switched on, from the servers that run now (empty when tools are off)."""

@@ -302,8 +302,17 @@ def test_settings_tools_page_shows_the_apps_servers_and_applies(qtbot: Any,
     page = dialog.tools_page
     assert page.service is win.tools.service  # no second set of servers
     assert page.server_rows()[0][:2] == ("time", "running")
+    applied = list(win.tools.service.servers)
+    # Trying other servers from the page, then closing without Apply: the applied ones are back.
+    other = {"paris": {**TIME_SERVER["time"],
+                       "args": ["-m", "mcp_server_time", "--local-timezone", "Europe/Paris"]}}
+    page.config.setPlainText(json.dumps({"mcpServers": other}))
+    page.start_button.click()
+    assert [s.name for s in win.tools.service.servers] == ["paris"]
     dialog.reject()
-    assert win.tools.service.statuses()[0].state == "running"  # closing did not stop them
+    assert win.tools.service.servers == applied
+    qtbot.waitUntil(lambda: win.tools.service.ready, timeout=60_000)
+    assert win.tools.service.statuses()[0].state == "running"
     assert win.controller.tools is not None and win.controller.tools.begin_turn() is not None
     # Tools switched off in the settings: nothing is offered, the chat answers plainly.
     changed = win._settings.copy()

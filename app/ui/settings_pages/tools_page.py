@@ -138,6 +138,8 @@ class ToolsPage(SettingsPage):
     def shutdown(self) -> None:
         if self._owns_service:
             self.service.release()
+        else:  # closed without Apply after "Start servers": the app's servers as applied
+            self.service.restore_applied()
 
     # ---- servers ---------------------------------------------------------------------------
 
