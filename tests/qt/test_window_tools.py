@@ -386,3 +386,31 @@ def test_stop_while_the_model_answers_the_result_keeps_the_step(qtbot: Any,
     assert stored.status == "stopped" and stored.content.startswith("It is")
     assert not stored.tool_steps[0].calls[0].is_error and block.state == "done"
     assert len(sent) == 2 and not win.controller.busy
+
+
+def test_the_step_limit_of_the_settings_ends_the_loop(qtbot: Any, window: MainWindow) -> None:
+    win = window
+    win._settings.tool_max_steps = 1
+    win._settings.always_allowed_tools = ["time/get_current_time"]
+    sent = _script(win, _grammar(_call("Asia/Tokyo")), _grammar(_call("Europe/London")), ANSWER)
+    win.composer.set_text("Keep asking.")
+    with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
+        win.composer._send()
+    # Step 1 ran; the model called again, past the limit: shown, answered "not run", and over.
+    assert len(sent) == 2 and [b.state for b in _blocks(win)] == ["done", "error"]
+    assert "limit of 1 tool steps" in _blocks(win)[1].result_text
+    stored = _stored(win)
+    assert stored.status == "complete" and len(stored.tool_steps) == 2
+
+
+def test_always_allow_is_saved_to_the_settings_file(qtbot: Any, window: MainWindow) -> None:
+    from app.core.storage.settings import load_settings
+
+    win = window
+    _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
+    win.composer.set_text("Time?")
+    win.composer._send()
+    block = _wait_consent(qtbot, win)
+    with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
+        block.consent_buttons.always_button.click()  # type: ignore[union-attr]
+    assert load_settings()[0].always_allowed_tools == ["time/get_current_time"]
