@@ -267,3 +267,15 @@ def test_port_taken_is_reported_on_the_page(qtbot, window_env):
     assert page.state.text().startswith("Running at")
     page.window().reject()
 
+
+
+def test_on_at_start_when_it_was_on_and_closed_at_quit(qtbot, window_env):
+    port = free_port()
+    env = window_env(settings=make_settings(server_enabled=True, server_port=port))
+    api = env.window.api_server
+    qtbot.waitUntil(lambda: api.running, timeout=5000)
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["status"] == "ok"
+    assert env.window.status.api_button.text() == f"API http://127.0.0.1:{port}"
+    env.window.close()  # the server's thread is joined here: nothing is left listening
+    assert not api.running and api._op is None
+    assert not _port_open(port)
