@@ -315,7 +315,7 @@ class ApiServer(QObject):
 
 
 def _media_dir() -> Path:
-    return paths.cache_dir() / "server-media"
+    return paths.cache_dir() / "window-server-media"  # apart from `serve`'s: each cleans its own
 
 
 def _bind_message(exc: Exception, plan: ServerPlan) -> str:
