@@ -4,6 +4,9 @@ One generation at a time: `generate()` refuses while an answer is being written 
 for `sig_finished`/`sig_failed` of the one it stopped before it starts the next). Every signal
 about a generation names its id, and the client drops events of ids it is not waiting for and of
 hosts it has replaced, so text of a stopped answer cannot land in the next.
+
+`use_remote(server)` puts the chat on an OpenAI-compatible server instead (a `RemoteTransport`
+behind the same signals, ids included); `load_model` brings it back to a local host.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from app.core.engine.messages import (
     Ready,
 )
 from app.core.engine.records import ModelInfo, Reply, SamplingParams
+from app.core.remote.servers import RemoteServer
+from app.services.remote_engine import RemoteTransport
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class EngineClient(QObject):
         self.model: ModelInfo | None = None
         self._loading = False
         self._retired: list[EngineConnection] = []  # hosts being ended, joined by wait_closed()
+        self._remote: RemoteTransport | None = None  # the chat runs on a server instead of a host
         self._sig_event.connect(self._on_connection_event)
 
     # ----- state ---------------------------------------------------------------------------
@@ -80,6 +86,11 @@ class EngineClient(QObject):
     @property
     def loading(self) -> bool:
         return self._loading
+
+    @property
+    def remote(self) -> RemoteServer | None:
+        """The server the chat runs on, None while it runs on a local host."""
+        return self._remote.server if self._remote is not None else None
 
     @property
     def connection(self) -> EngineConnection | None:
@@ -107,6 +118,9 @@ class EngineClient(QObject):
         if conn is not None:
             conn.close()
             self._retired.append(conn)
+        remote, self._remote = self._remote, None
+        if remote is not None:
+            remote.close()  # its answer stops; whatever it still reports is dropped
         self._end_reply()
         self._loading = False
         self.model = None
@@ -137,9 +151,26 @@ class EngineClient(QObject):
         self._start_load(LoadModel(path, mmproj, n_ctx, n_gpu_layers, n_threads, chat_template,
                                    **options))
 
+    def use_remote(self, server: RemoteServer) -> None:
+        """Chat on `server` from now on (the local host, if any, ends and its memory returns).
+
+        The server is asked for its models first: sig_loaded when it has the model, else
+        sig_load_failed saying why (refused connection, refused key, unknown model).
+        """
+        self.shutdown()
+        transport = RemoteTransport(server, self)
+        transport.sig_ready.connect(lambda info: self._on_remote_ready(transport, info))
+        transport.sig_unavailable.connect(lambda msg: self._on_remote_unavailable(transport, msg))
+        transport.sig_delta.connect(lambda i, k, t: self._on_remote_delta(transport, i, k, t))
+        transport.sig_done.connect(lambda i, reply: self._on_remote_done(transport, i, reply))
+        transport.sig_failed.connect(lambda i, msg: self._on_remote_failed(transport, i, msg))
+        self._remote = transport
+        self._loading = True
+        transport.connect_server()
+
     def _start_load(self, request: LoadModel) -> None:
         self._load = request
-        if self.model is not None or self.busy or self._loading:
+        if self.model is not None or self.busy or self._loading or self._remote is not None:
             self.shutdown()
         self.start()
         assert self._conn is not None
@@ -157,6 +188,12 @@ class EngineClient(QObject):
         """
         if self._reply is not None:
             raise EngineBusy("an answer is still being written")
+        if self._remote is not None and self.model is not None:
+            sampling = (params if isinstance(params, SamplingParams)
+                        else SamplingParams.from_dict(params))
+            req_id = self._remote.generate(messages, enable_thinking, sampling)
+            self._reply = Reply(req_id)
+            return req_id
         if self._conn is None or not self._conn.alive():
             raise RuntimeError("the engine is not running")
         sampling = params if isinstance(params, SamplingParams) else SamplingParams.from_dict(params)
@@ -172,7 +209,9 @@ class EngineClient(QObject):
     def stop(self, req_id: int | None = None) -> None:
         """Stop the running generation now: written straight to the pipe, not queued behind it."""
         reply = self._reply
-        if self._conn is not None and reply is not None and req_id in (None, reply.id):
+        if self._remote is not None and reply is not None and req_id in (None, reply.id):
+            self._remote.stop(reply.id)
+        elif self._conn is not None and reply is not None and req_id in (None, reply.id):
             self._conn.stop(reply.id)
 
     # ----- events --------------------------------------------------------------------------
@@ -211,6 +250,37 @@ class EngineClient(QObject):
             self.sig_loaded.emit(asdict(event.info))
         elif isinstance(event, Exited):
             self._on_exited(conn, event)
+
+    def _on_remote_ready(self, transport: RemoteTransport, info: ModelInfo) -> None:
+        if transport is self._remote:
+            self._loading = False
+            self.model = info
+            self.sig_loaded.emit(asdict(info))
+
+    def _on_remote_unavailable(self, transport: RemoteTransport, message: str) -> None:
+        if transport is self._remote:
+            self._remote = None
+            self._loading = False
+            self.sig_load_failed.emit(message)
+
+    def _on_remote_delta(self, transport: RemoteTransport, req_id: int, kind: str,
+                         text: str) -> None:
+        reply = self._reply
+        if transport is self._remote and reply is not None and reply.id == req_id:
+            reply.add(kind, text)
+            self.sig_delta.emit(req_id, kind, text)
+
+    def _on_remote_done(self, transport: RemoteTransport, req_id: int, done: Reply) -> None:
+        if transport is self._remote and self._reply is not None and self._reply.id == req_id:
+            reply = self._end_reply()
+            assert reply is not None
+            reply.stats = done.stats
+            self.sig_finished.emit(reply)
+
+    def _on_remote_failed(self, transport: RemoteTransport, req_id: int, message: str) -> None:
+        if transport is self._remote and self._reply is not None and self._reply.id == req_id:
+            self._end_reply()  # the text streamed so far stays with the chat, beside the message
+            self.sig_failed.emit(req_id, message)
 
     def _on_failed(self, event: Failed) -> None:
         if event.id is None:

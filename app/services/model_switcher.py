@@ -4,6 +4,10 @@ The engine client already ends the old host on every load (that is the only sure
 of its memory, GPU memory included, back). What this adds is the policy around it: ask before
 cutting off a running reply, report one progress bar, and never leave the user without a model
 because the new file turned out to be broken.
+
+A model on a remote server (Settings → Model → Add a server) is switched to the same way: the
+client checks that the server answers and has the model; if it does not, the previous model
+(local or remote) comes back.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.core.engine.messages import DEFAULT_N_CTX, LoadModel
 from app.core.engine.records import ModelInfo
+from app.core.remote.servers import RemoteServer
 
 log = logging.getLogger(__name__)
 
+Target = LoadModel | RemoteServer
 
-def _name(request: LoadModel) -> str:
-    return os.path.basename(request.path)
+
+def _name(request: Target) -> str:
+    return request.id if isinstance(request, RemoteServer) else os.path.basename(request.path)
 
 Confirm = Callable[[], bool]
 STOP_WAIT_MS = 3000  # how long a stopped answer may take to end before the host is ended anyway
@@ -47,9 +54,10 @@ class ModelSwitcher(QObject):
         super().__init__(parent)
         self._client = client
         self.confirm = confirm
-        self._current: LoadModel | None = None  # the model known to work
-        self._target: LoadModel | None = None  # being loaded now
-        self._restoring: LoadModel | None = None  # previous model coming back after a failure
+        self._current: LoadModel | None = None  # the local model known to work
+        self._remote: RemoteServer | None = None  # the server in use now (instead of _current)
+        self._target: Target | None = None  # being loaded now
+        self._restoring: Target | None = None  # previous model coming back after a failure
         self._error = ""
         client.sig_load_progress.connect(self._on_client_load_progress)
         client.sig_loaded.connect(self._on_client_loaded)
@@ -71,8 +79,17 @@ class ModelSwitcher(QObject):
 
     @property
     def current(self) -> LoadModel | None:
-        """The last model that loaded successfully (what a failed switch falls back to)."""
+        """The last local model that loaded successfully (what a failed switch falls back to,
+        unless a server was in use: see `current_remote`)."""
         return self._current
+
+    @property
+    def current_remote(self) -> RemoteServer | None:
+        """The server the chat runs on now; None while a local model answers."""
+        return self._remote
+
+    def _working(self) -> Target | None:
+        return self._remote or self._current
 
     # ----- requests ------------------------------------------------------------------------
 
@@ -83,6 +100,16 @@ class ModelSwitcher(QObject):
 
         n_gpu_layers None means "auto": the engine host offloads as many layers as fit.
         """
+        request = LoadModel(path, mmproj, int(n_ctx),
+                            None if n_gpu_layers is None else int(n_gpu_layers), n_threads,
+                            kv_type=kv_type)
+        return self._begin(request, confirm)
+
+    def switch_remote(self, server: RemoteServer, confirm: Confirm | None = None) -> bool:
+        """Run the chat on `server` (checked first; the previous model comes back if it fails)."""
+        return self._begin(server, confirm)
+
+    def _begin(self, request: Target, confirm: Confirm | None) -> bool:
         if self.switching:
             return False
         if self._client.busy:
@@ -90,11 +117,10 @@ class ModelSwitcher(QObject):
             # Without anyone to ask, never cut off a reply silently.
             if ask is None or not ask():
                 return False
-        request = LoadModel(path, mmproj, int(n_ctx),
-                            None if n_gpu_layers is None else int(n_gpu_layers), n_threads,
-                            kv_type=kv_type)
         if self._current is None:
             self._current = self._known_model()
+        if self._remote is None and self._client.remote is not None:
+            self._remote = self._client.remote
         self._target = request
         self._error = ""
         self.sig_started.emit(_name(request))
@@ -113,16 +139,19 @@ class ModelSwitcher(QObject):
     def _known_model(self) -> LoadModel | None:
         """The model the client has loaded now (with its projector), if the switcher did not load it."""
         info: ModelInfo | None = self._client.model
-        if info is None:
+        if info is None or self._client.remote is not None:
             return None
         return LoadModel(info.path, info.mmproj, info.n_ctx, info.n_gpu_layers,
                          info.n_threads or None, kv_type=info.kv_type)
 
-    def _load(self, request: LoadModel) -> None:
+    def _load(self, request: Target) -> None:
         # A fresh host every time: a host that failed to load may hold half-allocated memory.
         # Events still queued from the old host are dropped by the client (it knows its hosts).
         self._client.shutdown()
-        self._client.load_model(**asdict(request))
+        if isinstance(request, RemoteServer):
+            self._client.use_remote(request)
+        else:
+            self._client.load_model(**asdict(request))
 
     def _on_client_generation_ended(self, *_args: object) -> None:
         if self._stop_timer.isActive():
@@ -140,11 +169,19 @@ class ModelSwitcher(QObject):
 
     def _on_client_loaded(self, info: dict) -> None:
         if self._target is not None:
-            self._current, self._target = self._target, None
+            loaded, self._target = self._target, None
+            if isinstance(loaded, RemoteServer):
+                self._remote = loaded
+            else:
+                self._current, self._remote = loaded, None
             self.sig_progress.emit(1.0)
             self.sig_switched.emit(dict(info))
         elif self._restoring is not None:
             restored, self._restoring = self._restoring, None
+            if isinstance(restored, RemoteServer):
+                self._remote = restored
+            else:
+                self._current, self._remote = restored, None
             self.sig_failed.emit(
                 f"{self._error}\n\n{_name(restored)} is loaded again, so you can keep chatting."
             )
@@ -160,17 +197,22 @@ class ModelSwitcher(QObject):
     def _fail(self, message: str) -> None:
         if self._target is not None:
             failed, self._target = self._target, None
-            log.warning("switch to %s failed: %s", failed.path, message)
+            log.warning("switch to %s failed: %s", _name(failed), message)
             self._error = f"{_name(failed)} could not be loaded: {message}"
-            if self._current is not None and self._current != failed:
-                self._restoring = self._current
-                self._load(self._current)
+            back = self._working()
+            if back is not None and back != failed:
+                self._restoring = back
+                self._load(back)
                 return
+            self._remote = None
             self._client.shutdown()
             self.sig_failed.emit(f"{self._error}\n\nChoose another model in Settings.")
         elif self._restoring is not None:
             lost, self._restoring = self._restoring, None
-            self._current = None
+            if isinstance(lost, RemoteServer):
+                self._remote = None
+            else:
+                self._current = None
             self._client.shutdown()
             self.sig_failed.emit(
                 f"{self._error}\n\nThe previous model, {_name(lost)}, could not be loaded again "

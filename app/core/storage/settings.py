@@ -90,6 +90,7 @@ class Settings:
     server_port: int = 8080
     server_lan: bool = False  # bind 0.0.0.0 (other devices); only with an API key
     server_allow_switch: bool = False  # a request naming another installed model loads it
+    remote_server: str | None = None  # RemoteServer.id the chat runs on (servers: app.core.remote)
 
     def copy(self) -> Settings:
         """An independent copy (lists included) for editing."""
