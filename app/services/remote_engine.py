@@ -38,7 +38,7 @@ def check_server(server: RemoteServer) -> list[str]:
     """The server's model ids; RemoteError when it cannot be reached, refuses the key or lacks the model."""
     with RemoteChat(server.endpoint, read_timeout=30.0) as chat:
         models = chat.models()
-    if models and server.model not in models:
+    if server.model and models and server.model not in models:
         shown = ", ".join(models[:8]) + (" …" if len(models) > 8 else "")
         raise RemoteError("model", f"{server.host} has no model {server.model!r}; it serves: {shown}.")
     return models

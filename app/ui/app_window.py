@@ -10,6 +10,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.core.chat.session import ChatSession
+from app.core.remote.servers import find_server
 from app.core.storage.history import HistoryStore, default_db_path
 from app.core.storage.settings import load_settings, save_settings
 from app.services.engine_client import EngineClient
@@ -55,7 +56,11 @@ def build_main_window(app: QApplication, model: str | None = None,
     if settings.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"  # the offline switch: no Hub call may connect
     path = model or settings.model_path
-    if path:
+    server = None if model else find_server(settings.remote_server)
+    if server is not None:  # the chat runs on a server (Settings → Model → Servers)
+        window.status.set_loading(server.id)
+        client.use_remote(server)
+    elif path:
         window.load_model(path, mmproj if model else (mmproj or settings.mmproj_path))
     else:
         # First start (or the configured model is gone): the welcome screen recommends one.

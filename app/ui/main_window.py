@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
             self._client.load_model(path, **kwargs)
         self._settings.model_path = path
         self._settings.mmproj_path = mmproj
+        self._settings.remote_server = None  # a local model answers now, not a server
         self.sig_settings_changed.emit()
 
     def set_theme(self, name: str) -> None:

@@ -41,7 +41,7 @@ from app.ui.settings_support import default_machine, installed_models, rebase_mo
 
 log = logging.getLogger(__name__)
 
-MODEL_FIELDS = ("model_path", "mmproj_path", "n_ctx", "n_gpu_layers")
+MODEL_FIELDS = ("model_path", "mmproj_path", "n_ctx", "n_gpu_layers", "remote_server")
 
 
 class SettingsDialog(QDialog):
@@ -168,7 +168,7 @@ class SettingsDialog(QDialog):
 
     def _commit(self, new: Settings) -> bool:
         old = self._committed
-        model_changed = bool(new.model_path) and any(
+        model_changed = bool(new.model_path or new.remote_server) and any(
             getattr(new, f) != getattr(old, f) for f in MODEL_FIELDS)
         if model_changed and self._switcher is not None and not self._start_switch(new):
             for name in MODEL_FIELDS:  # declined or not possible now: keep the running model
@@ -189,6 +189,15 @@ class SettingsDialog(QDialog):
         return True
 
     def _start_switch(self, new: Settings) -> bool:
+        if new.remote_server:  # the chat runs on a server (Model page → Servers)
+            server = self.model_page.selected_server()
+            started = server is not None and self._switcher.switch_remote(
+                server, confirm=lambda: self.ask(
+                    "Stop the answer being written?", "Switching models stops the answer that "
+                    "is being written. What it has written so far is kept."))
+            if started:
+                self._switch_pending = new.remote_server
+            return bool(started)
         assert new.model_path is not None
         layers = new.n_gpu_layers if new.n_gpu_layers is not None else self.model_page.auto_gpu_layers()
         started = bool(self._switcher.switch(
@@ -327,12 +336,15 @@ class SettingsDialog(QDialog):
         reverted.mmproj_path = back.mmproj if back else None
         if back is not None:
             reverted.n_ctx = back.n_ctx
+        remote = self._switcher.current_remote
+        reverted.remote_server = remote.id if remote is not None else None
         try:
             save_settings(reverted, self._path)
         except OSError:
             log.exception("saving settings after a failed switch failed")
         self._committed = reverted
-        self.model_page.set_active(back.path if back else None)
+        self.model_page.set_active(remote.model_path if remote is not None
+                                   else back.path if back else None)
         self.model_page.load(reverted)
         self.model_page.show_switch(None, message, error=True)
         self.sig_applied.emit(reverted.copy())

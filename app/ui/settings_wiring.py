@@ -191,4 +191,6 @@ class SettingsWiring(QObject):
         live.mmproj_path = back.mmproj if back else None
         if back is not None:
             live.n_ctx = back.n_ctx
+        remote = self.switcher.current_remote
+        live.remote_server = remote.id if remote is not None else None
         self._window.sig_settings_changed.emit()

@@ -1,4 +1,5 @@
-"""Model page: installed models with fit badges, context length, GPU layers, thinking default."""
+"""Model page: installed models with fit badges, servers to chat on instead, context length, GPU
+layers, thinking default."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ from PySide6.QtWidgets import (
 
 from app.core.hardware.memory import Options, estimate
 from app.core.hardware.planner import Machine, max_gpu_layers
+from app.core.remote.servers import PATH_PREFIX, RemoteServer
 from app.core.storage.settings import Settings
 from app.ui.settings_pages.common import SettingsPage, form, hint, human_size, page_layout, section
 from app.ui.settings_pages.model_facts import ModelFacts, ModelFactsJob, cached_facts
 from app.ui.settings_pages.model_memory import context_choices, ctx_label, fit_badge, memory_text
+from app.ui.settings_pages.remote_servers import RemoteServersBox
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 MMPROJ_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -81,6 +84,10 @@ class ModelPage(SettingsPage):
         self.switch_status.hide()
         layout.addWidget(self.switch_status)
 
+        section(layout, "SERVERS")
+        self.servers = RemoteServersBox()
+        layout.addWidget(self.servers)
+
         section(layout, "MEMORY")
         rows = form(layout)
         self.ctx_combo = QComboBox()
@@ -130,6 +137,7 @@ class ModelPage(SettingsPage):
         layout.addStretch(1)
 
         self.model_list.currentItemChanged.connect(self._on_list_current_changed)
+        self.servers.sig_selected.connect(self._on_servers_selected)
         self.add_button.clicked.connect(self._on_add_clicked)
         self.ctx_combo.currentIndexChanged.connect(self._on_memory_inputs_changed)
         self.gpu_auto.toggled.connect(self._on_gpu_auto_toggled)
@@ -169,11 +177,17 @@ class ModelPage(SettingsPage):
         self.thinking.setChecked(settings.enable_thinking)
         self.kv_combo.setCurrentIndex(max(0, self.kv_combo.findData(settings.kv_cache_type)))
         self.floor_spin.setValue(round(settings.min_decode_tok_s))
+        self.servers.load(settings.remote_server)
+        if self.servers.selected() is not None:
+            self.model_list.clearSelection()
+            self.model_list.setCurrentRow(-1)
         self._update_active_label()
         self._read_headers([p for p, _ in models])
         self._update_memory()
 
     def store(self, settings: Settings) -> None:
+        server = self.selected_server()
+        settings.remote_server = server.id if server is not None else None
         path = self.selected_path()
         if path is not None and path != settings.model_path:
             settings.model_path = path
@@ -189,7 +203,7 @@ class ModelPage(SettingsPage):
         settings.min_decode_tok_s = float(self.floor_spin.value())
 
     def focus_chain(self) -> list[QWidget]:
-        return [self.model_list, self.add_button, self.ctx_combo, self.gpu_auto, self.gpu_layers,
+        return [self.model_list, self.add_button, *self.servers.focus_chain(), self.ctx_combo, self.gpu_auto, self.gpu_layers,
                 self.kv_combo, self.floor_spin, self.thinking]
 
     def _options(self) -> Options:
@@ -197,6 +211,7 @@ class ModelPage(SettingsPage):
         return Options(kv_type=str(self.kv_combo.currentData() or "f16"))
 
     def shutdown(self) -> None:
+        self.servers.shutdown()
         if self._job is not None:
             self._job.cancel()
             self._job.wait(30_000)
@@ -207,6 +222,10 @@ class ModelPage(SettingsPage):
     def selected_path(self) -> str | None:
         item = self.model_list.currentItem()
         return str(item.data(PATH_ROLE)) if item is not None else None
+
+    def selected_server(self) -> RemoteServer | None:
+        """The server chosen as the chat's model (then no installed model is chosen)."""
+        return self.servers.selected()
 
     def selected_facts(self) -> ModelFacts | None:
         path = self.selected_path()
@@ -297,7 +316,10 @@ class ModelPage(SettingsPage):
         self.ctx_combo.blockSignals(False)
 
     def _update_active_label(self) -> None:
-        name = Path(self._active).stem if self._active else "none"
+        if self._active and self._active.startswith(PATH_PREFIX):
+            name = self._active.removeprefix(PATH_PREFIX)
+        else:
+            name = Path(self._active).stem if self._active else "none"
         self.active_label.setText(f"In use now: {name}")
 
     def _update_memory(self) -> None:
@@ -355,12 +377,22 @@ class ModelPage(SettingsPage):
     def _on_list_current_changed(self, current: QListWidgetItem | None, _prev: object) -> None:
         if current is None:
             return
+        self.servers.clear_selection()
         path = str(current.data(PATH_ROLE))
         mmproj = current.data(MMPROJ_ROLE)
         self._mmproj = str(mmproj) if mmproj else None
         self._fill_contexts(int(self.ctx_combo.currentData() or 8192))
         self._update_memory()
         self.sig_facts_changed.emit(self._facts.get(path))
+
+    def _on_servers_selected(self, server: RemoteServer | None) -> None:
+        if server is not None:  # the chat runs on the server: no installed model is chosen
+            self.model_list.blockSignals(True)
+            self.model_list.clearSelection()
+            self.model_list.setCurrentRow(-1)
+            self.model_list.blockSignals(False)
+            self.memory_label.setText(f"{server.id} runs on the server: this machine's memory "
+                                      "is not used.")
 
     def _on_add_clicked(self) -> None:
         start = os.path.dirname(self.selected_path() or "") or str(Path.home())
