@@ -14,6 +14,7 @@ import json
 import mimetypes
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,8 @@ def _converse(args: argparse.Namespace, turns: list[_Turn], printer: _Printer, t
                 return printer.error(
                     f"This model cannot take {what}: it needs a projector file (mmproj) that "
                     "supports them. Pass --mmproj FILE or download the model's projector.")
+            if args.json:
+                printer.out({"event": "loaded", "model": asdict(info)})
             if not info.has_template and not args.json:
                 sys.stderr.write("note: this model has no chat template; using a plain-text prompt.\n")
             for i, turn in enumerate(turns):

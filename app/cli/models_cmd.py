@@ -39,16 +39,10 @@ def _machine(args: argparse.Namespace) -> tuple[Machine, str]:
         m = Machine.hypothetical(args.vram_gib or 0.0, ram_gib, args.disk_gib)
         return m, HYPOTHETICAL
     from app.core.hardware.devices import probe
+    from app.core.hardware.planner import machine_from_report
 
     report = probe()
-    gpus = report.gpus
-    best = max(gpus, key=lambda d: d.free_bytes) if gpus and report.gpu_offload else None
-    unified = best is not None and best.kind == "igpu" or (best is not None and "Metal" in best.name)
-    m = Machine(
-        gpu_free=best.free_bytes if best else 0, gpu_total=best.total_bytes if best else 0,
-        gpu_name=best.description if best else "", ram_available=report.ram_available,
-        ram_total=report.ram_total, disk_free=report.disk_free, unified=unified,
-    )
+    m = machine_from_report(report)
     if report.warning:
         print(report.warning, file=sys.stderr)
     return m, report.summary()

@@ -41,12 +41,16 @@ def plan_gguf(path: Path, m: Machine, speed: MachineSpeed, n_ctx: int | None,
         # The largest standard context at which the requested placement fits (else the smallest).
         tries = [c for c in CONTEXTS if c <= ctx_max] or [min(ctx_max, CONTEXTS[-1])]
         n_ctx = next((c for c in tries if (g := _layers(gpu_layers, shape, c, m, opts)) is not None
-                      and fits_machine(estimate(shape, c, g, opts, m.has_gpu), m)), tries[-1])
+                      and fits_machine(estimate(shape, c, g, opts, m.has_gpu,
+                                                    gpu_max_tensor=m.gpu_max_tensor), m)),
+                     tries[-1])
     g = _layers(gpu_layers, shape, n_ctx, m, opts)
-    est = estimate(shape, n_ctx, g if g is not None else shape.n_layer + 1, opts, m.has_gpu)
+    est = estimate(shape, n_ctx, g if g is not None else shape.n_layer + 1, opts, m.has_gpu,
+                   gpu_max_tensor=m.gpu_max_tensor)
     fits = g is not None and fits_machine(est, m)
     badge = (badge_for(shape, est.gpu_layers) if m.has_gpu else "cpu_only") if fits else NO_FIT
-    pred = predict(shape, speed, n_ctx, est.gpu_layers, kv_type=kv_type)
+    pred = predict(shape, speed, n_ctx, est.gpu_layers, kv_type=kv_type,
+                   output_on_gpu=est.output_on_gpu)
     n = shape.n_layer
     on_gpu = n if est.gpu_layers > n else max(est.gpu_layers - 1, 0)
     where = f"{on_gpu} of {n} layers on the GPU" if m.has_gpu else "on the CPU"

@@ -46,7 +46,7 @@ def auto_gpu_layers(path: str, n_ctx: int, mmproj: str | None, kv_type: str = "f
     if machine.has_gpu and layers is not None and layers <= shape.n_layer and shape.n_expert:
         # Only ~4B of 26B parameters work per token: every layer on the GPU but the experts of
         # the first K layers beats whole layers left on the CPU.
-        k = choose_cpu_moe(shape, n_ctx, machine.gpu_budget(), opts)
+        k = choose_cpu_moe(shape, n_ctx, machine.gpu_budget(), opts, machine.gpu_max_tensor)
         if k:
             return -1, k
     if layers is None:

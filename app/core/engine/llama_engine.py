@@ -168,6 +168,10 @@ class LlamaEngine(PromptCache, Vocabulary):
         # the whole context in every sliding-window layer); the prompt cache copes via checkpoints.
         cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cparams.swa_full = swa_full
+        # "CPU only" means it: llama.cpp would otherwise still send the big batches of a prompt
+        # to a GPU it finds (weights copied over per product), which breaks the CPU's exactness
+        # and wakes a GPU the user turned off (on a software device, minutes per prompt).
+        cparams.op_offload = n_gpu_layers != 0
         if kv_type == "q8_0":  # a quantized V cache needs flash attention in llama.cpp
             cparams.type_k = cparams.type_v = lc.GGML_TYPE_Q8_0
             cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
@@ -207,6 +211,7 @@ class LlamaEngine(PromptCache, Vocabulary):
         if mmproj:
             self._load_projector(mmproj, threads, n_gpu_layers != 0)
             info.supports_vision = bool(self.media.supports_vision)
+            info.projector_device = self.media.device
             info.supports_audio = bool(self.media.supports_audio)
         info.load_seconds = time.perf_counter() - started
         self.info = info

@@ -83,3 +83,15 @@ def memory_summary() -> dict[str, int]:
             kind = m.group(2).lower()
             totals[kind] = totals.get(kind, 0) + int(float(m.group(3)) * 1024 * 1024)
     return totals
+
+
+def buffers_by_device() -> dict[str, dict[str, int]]:
+    """Bytes llama.cpp allocated per buffer ("CPU_Mapped", "Vulkan0", "Vulkan_Host", …) and kind."""
+    out: dict[str, dict[str, int]] = {}
+    for line in _sizes:
+        m = _SIZE_RE.search(line)
+        if m:
+            kinds = out.setdefault(m.group(1), {})
+            kind = m.group(2).lower()
+            kinds[kind] = kinds.get(kind, 0) + int(float(m.group(3)) * 1024 * 1024)
+    return out

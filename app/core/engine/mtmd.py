@@ -21,6 +21,7 @@ import collections
 import contextlib
 import ctypes
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # libmtmd logs through one process-wide callback. We keep the recent lines so that a failed
 # load can say why (the C API only returns NULL), and pass them to Python logging.
 _LOG_LINES: collections.deque[str] = collections.deque(maxlen=40)
+_CLIP_BACKEND = re.compile(r"CLIP using (\S+) backend")
 _LOG_LOCK = threading.Lock()
 _log_callback: Any = None  # the ctypes callback object must outlive every C call
 _GGML_LOG_LEVEL_INFO, _GGML_LOG_LEVEL_WARN, _GGML_LOG_LEVEL_ERROR, _GGML_LOG_LEVEL_CONT = 2, 3, 4, 5
@@ -144,6 +146,9 @@ class MediaContext:
                 " download it again if it may be damaged."
             )
         self._ctx: Any = ctx
+        with _LOG_LOCK:
+            using = [m.group(1) for m in map(_CLIP_BACKEND.search, _LOG_LINES) if m]
+        self.device: str = using[-1] if using else ""
         self.supports_vision: bool = bool(mtmd.mtmd_support_vision(ctx))
         self.supports_audio: bool = bool(mtmd.mtmd_support_audio(ctx))
         rate = int(mtmd.mtmd_get_audio_sample_rate(ctx)) if self.supports_audio else 0

@@ -107,6 +107,7 @@ class ModelInfo:
     load_seconds: float = 0.0
     memory: dict[str, int] = field(default_factory=dict)
     mmproj: str | None = None  # the projector loaded with it (what a reload must bring back)
+    projector_device: str = ""  # where libmtmd runs it ("CPU", "Vulkan0", …)
     n_threads: int = 0
     kv_type: str = "f16"
 

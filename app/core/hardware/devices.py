@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.core.hardware.vulkan_limits import storage_buffer_ranges
+
 LLAMA_CPP_VERSION = "0.3.36"
 _DEV_KINDS = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
 _GIB = 1024**3
@@ -35,6 +37,7 @@ class Device:
     kind: str
     free_bytes: int
     total_bytes: int
+    max_tensor_bytes: int = 0  # the largest tensor its kernels may read; 0: no limit known
 
 
 @dataclass(frozen=True)
@@ -134,17 +137,26 @@ def ggml_devices(folder: Path | None = None) -> list[Device]:
     load_backends()
     lib = _bind_ggml(folder)
     devices = []
+    vulkan_ranges: dict[str, int] | None = None
     for i in range(lib.ggml_backend_dev_count()):
         dev = lib.ggml_backend_dev_get(i)
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
         lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        name = (lib.ggml_backend_dev_name(dev) or b"").decode(errors="replace")
+        description = (lib.ggml_backend_dev_description(dev) or b"").decode(errors="replace")
+        max_tensor = 0
+        if name.startswith("Vulkan"):
+            if vulkan_ranges is None:
+                vulkan_ranges = storage_buffer_ranges()
+            max_tensor = vulkan_ranges.get(description, 0)
         devices.append(Device(
             index=i,
-            name=(lib.ggml_backend_dev_name(dev) or b"").decode(errors="replace"),
-            description=(lib.ggml_backend_dev_description(dev) or b"").decode(errors="replace"),
+            name=name,
+            description=description,
             kind=_DEV_KINDS.get(lib.ggml_backend_dev_type(dev), "other"),
             free_bytes=int(free.value),
             total_bytes=int(total.value),
+            max_tensor_bytes=max_tensor,
         ))
     return devices
 

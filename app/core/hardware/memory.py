@@ -196,6 +196,7 @@ class Estimate:
     output_buffer: int
     projector: int
     projector_on_gpu: bool
+    output_on_gpu: bool = False  # the output weight (llama.cpp's "output layer") in GPU memory
 
     @property
     def kv(self) -> int:
@@ -241,7 +242,7 @@ def kv_bytes_per_layer(shape: ModelShape, n_ctx: int, opts: Options) -> list[int
     return out
 
 
-def compute_bytes(shape: ModelShape, n_ctx: int, opts: Options) -> int:
+def compute_bytes(shape: ModelShape, n_ctx: int, opts: Options, with_output: bool = True) -> int:
     """Graph buffer for one ubatch of n_ubatch tokens, all of them outputs (llama.cpp's reserve).
 
     Calibrated on the CPU backend against the 270M and the synthetic Gemma 4: the allocator
@@ -253,7 +254,7 @@ def compute_bytes(shape: ModelShape, n_ctx: int, opts: Options) -> int:
     """
     nub = min(opts.n_ubatch, pad(n_ctx, 256))
     full, swa_cells = kv_cells(shape, n_ctx, opts)
-    out_stage = nub * (shape.n_vocab + 2 * shape.n_embd) * 4
+    out_stage = nub * (shape.n_vocab + 2 * shape.n_embd) * 4 if with_output else 0
     layer_stage = nub * (4 * shape.n_embd + 2 * shape.n_ff_max
                          + 2 * shape.n_ff_expert * shape.n_expert_used) * 4
     if not opts.flash_attn:
@@ -267,10 +268,12 @@ def compute_bytes(shape: ModelShape, n_ctx: int, opts: Options) -> int:
 
 
 def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | None = None,
-             has_gpu: bool = True, expert_cpu_layers: int = 0) -> Estimate:
+             has_gpu: bool = True, expert_cpu_layers: int = 0, gpu_max_tensor: int = 0) -> Estimate:
     """Memory llama.cpp allocates for `shape` at `n_ctx` with `gpu_layers` (0..n_layer+1).
 
     `expert_cpu_layers`: MoE layers 0..K-1 whose expert tensors are overridden to host memory.
+    `gpu_max_tensor`: the largest tensor the GPU's kernels may read (0: no limit). A larger
+    output weight stays in host memory and the logits are computed there (see vulkan_limits).
     """
     opts = opts or Options()
     n = shape.n_layer
@@ -285,8 +288,14 @@ def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | Non
         if on_gpu[il]:
             gpu_w -= eb
             cpu_w += eb
-    if output_gpu:
-        gpu_w += shape.output_bytes + shape.output_tied_bytes
+    nub = min(opts.n_ubatch, pad(n_ctx, 256))
+    out_weight = shape.output_bytes + shape.output_tied_bytes
+    # llama.cpp places a weight on a device only if the device takes its product with a
+    # 512-token batch: the weight and that product's result must both fit the device's limit.
+    output_on_gpu = output_gpu and not (
+        gpu_max_tensor and max(out_weight, 512 * shape.n_vocab * 4) > gpu_max_tensor)
+    if output_on_gpu:
+        gpu_w += out_weight
     else:
         cpu_w += shape.output_bytes  # the tied output is the CPU embedding itself
     kv = kv_bytes_per_layer(shape, n_ctx, opts)
@@ -298,11 +307,19 @@ def estimate(shape: ModelShape, n_ctx: int, gpu_layers: int, opts: Options | Non
         # The GPU runs the output layer, so it holds the big graph; the host keeps the inputs.
         host = opts.n_ubatch * (shape.n_embd * 4 + shape.n_embd_per_layer * n) * 4
         gpu_c, cpu_c = compute, pad(host, MIB)
+        if not output_on_gpu:  # the output stage runs on the CPU: its buffer moves to the host
+            gpu_c = compute_bytes(shape, n_ctx, opts, with_output=False)
+            cpu_c = pad(max(host, nub * (shape.n_vocab + 2 * shape.n_embd) * 4), MIB)
+        if g <= n:
+            # Partial offload: llama.cpp runs big batches of the host layers' matrix products
+            # on the GPU too, copying one weight at a time into the GPU's compute buffer.
+            gpu_c += max((b for b, gpu in zip(shape.layer_bytes, on_gpu, strict=True) if not gpu),
+                         default=0)
     else:
         gpu_c, cpu_c = 0, compute
     output_buffer = pad(shape.n_vocab * 4, MIB)
     return Estimate(
         n_ctx=n_ctx, gpu_layers=g, gpu_weights=gpu_w, cpu_weights=cpu_w, gpu_kv=gpu_kv,
         cpu_kv=cpu_kv, gpu_compute=gpu_c, cpu_compute=cpu_c, output_buffer=output_buffer,
-        projector=shape.projector_bytes, projector_on_gpu=g > 0,
+        projector=shape.projector_bytes, projector_on_gpu=g > 0, output_on_gpu=output_on_gpu,
     )

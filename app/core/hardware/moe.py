@@ -18,7 +18,8 @@ def expert_pattern(k: int) -> str:
     return rf"blk\.({layers})\.ffn_(up|down|gate|gate_up)_exps"
 
 
-def choose_cpu_moe(shape: ModelShape, n_ctx: int, gpu_budget: int, opts: Options) -> int | None:
+def choose_cpu_moe(shape: ModelShape, n_ctx: int, gpu_budget: int, opts: Options,
+                   gpu_max_tensor: int = 0) -> int | None:
     """The fewest layers K whose experts go to the CPU so all the rest fits `gpu_budget` bytes.
 
     0 when everything fits; None when even all experts on the CPU leave too much for the GPU.
@@ -26,7 +27,8 @@ def choose_cpu_moe(shape: ModelShape, n_ctx: int, gpu_budget: int, opts: Options
     if not shape.n_expert or not shape.layer_expert_bytes:
         return None
     for k in range(shape.n_layer + 1):
-        est = estimate(shape, n_ctx, shape.n_layer + 1, opts, expert_cpu_layers=k)
+        est = estimate(shape, n_ctx, shape.n_layer + 1, opts, expert_cpu_layers=k,
+                       gpu_max_tensor=gpu_max_tensor)
         if est.gpu_total <= gpu_budget:
             return k
     return None

@@ -48,6 +48,7 @@ class Machine:
     ram_total: int = 0
     disk_free: int | None = None
     unified: bool = False
+    gpu_max_tensor: int = 0  # the GPU's largest usable tensor (Vulkan's storage range); 0: no limit
 
     @property
     def has_gpu(self) -> bool:
@@ -132,7 +133,7 @@ def max_gpu_layers(shape: ModelShape, n_ctx: int, m: Machine, opts: Options) -> 
     if not m.has_gpu:
         return 0 if _fits(estimate(shape, n_ctx, 0, opts, has_gpu=False), m) else None
     for g in range(shape.n_layer + 1, -1, -1):
-        if _fits(estimate(shape, n_ctx, g, opts), m):
+        if _fits(estimate(shape, n_ctx, g, opts, gpu_max_tensor=m.gpu_max_tensor), m):
             return g
     return None
 
@@ -167,11 +168,12 @@ def fit(c: Candidate, m: Machine, n_ctx: int | None = None, opts: Options | None
                     f"{c.download_bytes / GIB:.1f} GB of disk; free some space first.", None, opts)
     g = max_gpu_layers(c.shape, ctx, m, opts)
     if g is None:
-        est = estimate(c.shape, ctx, c.shape.n_layer + 1 if m.has_gpu else 0, opts, m.has_gpu)
+        est = estimate(c.shape, ctx, c.shape.n_layer + 1 if m.has_gpu else 0, opts, m.has_gpu,
+                       gpu_max_tensor=m.gpu_max_tensor)
         return Plan(c, ctx, 0, NO_FIT, f"{c.variant} {c.quant} needs about "
                     f"{est.total / GIB:.1f} GB at {_ctx_label(ctx)} context; this machine has "
                     "less free memory.", est, opts)
-    est = estimate(c.shape, ctx, g, opts, m.has_gpu)
+    est = estimate(c.shape, ctx, g, opts, m.has_gpu, gpu_max_tensor=m.gpu_max_tensor)
     badge = badge_for(c.shape, g) if m.has_gpu else CPU_ONLY
     return Plan(c, ctx, g, badge, describe(c, ctx, g, BADGE_TEXT[badge]), est, opts)
 
@@ -190,7 +192,7 @@ def _try(c: Candidate, m: Machine, opts: Options, want_full: bool) -> Plan | Non
         if m.has_gpu and not full:
             ctx = CONTEXTS[-1]  # partial offload: the smallest context keeps most layers
             g = max_gpu_layers(c.shape, ctx, m, opts) or g
-        est = estimate(c.shape, ctx, g, opts, m.has_gpu)
+        est = estimate(c.shape, ctx, g, opts, m.has_gpu, gpu_max_tensor=m.gpu_max_tensor)
         reason = "the strongest model that fits"
         if not m.has_gpu:
             reason = "the strongest model that runs well without a GPU"
@@ -239,7 +241,7 @@ def recommend(candidates: Iterable[Candidate], m: Machine, opts: Options | None 
     for c in sorted(candidates, key=lambda c: (c.rank, _quant_key(c.quant))):
         g = max_gpu_layers(c.shape, MIN_CONTEXT, m, opts)
         if g is not None:
-            est = estimate(c.shape, MIN_CONTEXT, g, opts, m.has_gpu)
+            est = estimate(c.shape, MIN_CONTEXT, g, opts, m.has_gpu, gpu_max_tensor=m.gpu_max_tensor)
             badge = badge_for(c.shape, g) if m.has_gpu else CPU_ONLY
             return Plan(c, MIN_CONTEXT, g, badge, describe(
                 c, MIN_CONTEXT, g, "the only choice that fits; expect it to be slow"), est, opts)
@@ -259,11 +261,11 @@ def _expert_placement(c: Candidate, m: Machine, opts: Options) -> Plan | None:
     from app.core.hardware.moe import choose_cpu_moe
 
     ctx = CONTEXTS[-1]
-    k = choose_cpu_moe(c.shape, ctx, m.gpu_budget(), opts)
+    k = choose_cpu_moe(c.shape, ctx, m.gpu_budget(), opts, m.gpu_max_tensor)
     if not k:
         return None
     g = c.shape.n_layer + 1
-    est = estimate(c.shape, ctx, g, opts, expert_cpu_layers=k)
+    est = estimate(c.shape, ctx, g, opts, expert_cpu_layers=k, gpu_max_tensor=m.gpu_max_tensor)
     if not _fits(est, m):
         return None
     why = f"all layers on the GPU but the experts of {k} of {c.shape.n_layer} layers in RAM"
@@ -377,4 +379,5 @@ def machine_from_report(report: HardwareReport) -> Machine:
         ram_total=report.ram_total,
         disk_free=report.disk_free,
         unified=unified,
+        gpu_max_tensor=best.max_tensor_bytes if best else 0,
     )

@@ -36,18 +36,23 @@ LAYER_BYTES = 200_000  # each layer: graph nodes, thread sync
 # A GPU backend without a measured figure is assumed to reach this (bytes/s): a modest dGPU.
 GPU_DEFAULT_BW = {"gpu": 200e9, "igpu": 50e9}
 GPU_BW_EFFICIENCY = 0.6
+# Operations a GPU runs per offloaded layer in one decode step (norms, products, rope, attention,
+# activations, residual adds, cache writes), each paying the device's dispatch cost.
+GPU_OPS_PER_LAYER = 24
 # Typical conversation length the decode prediction assumes filled in the KV cache.
 TYPICAL_FILL = 2048
-_SCHEMA = 1
+_SCHEMA = 2  # 2: GPUs timed with a ggml operation
 
 
 @dataclass(frozen=True)
 class GpuSpeed:
-    """One GPU's memory bandwidth in bytes/s; `measured` False when it is an assumption."""
+    """One GPU's decode rate in weight bytes/s: measured with the device's own matrix-vector
+    product (gpu_timing), or, when `measured` is False, an assumed memory bandwidth."""
 
     name: str
     bandwidth: float
     measured: bool = False
+    dispatch_s: float = 0.0  # measured seconds per graph operation beyond its bytes
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,8 @@ class MachineSpeed:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MachineSpeed:
-        gpus = tuple(GpuSpeed(str(g["name"]), float(g["bandwidth"]), bool(g["measured"]))
-                     for g in d.get("gpus", []))
+        gpus = tuple(GpuSpeed(str(g["name"]), float(g["bandwidth"]), bool(g["measured"]),
+                              float(g.get("dispatch_s", 0.0))) for g in d.get("gpus", []))
         return cls(str(d["signature"]), float(d["bandwidth"]), float(d["core_rate"]),
                    float(d["core_flops"]), int(d["cpu_threads"]), gpus,
                    float(d.get("measured_at", 0.0)))
@@ -76,6 +81,11 @@ class MachineSpeed:
     def gpu_bandwidth(self) -> float:
         """The fastest GPU's bandwidth (the planner places layers on that one)."""
         return max((g.bandwidth for g in self.gpus), default=0.0)
+
+    def gpu_decode_rate(self) -> float:
+        """Weight bytes/s the fastest GPU reads while decoding (a measured rate is that already)."""
+        return max((g.bandwidth * (1.0 if g.measured else GPU_BW_EFFICIENCY) for g in self.gpus),
+                   default=0.0)
 
 
 def hardware_signature(gpu_names: tuple[str, ...] = ()) -> str:
@@ -136,13 +146,18 @@ def measure(gpus: tuple[tuple[str, str], ...] = (),
             cpu_threads: int | None = None) -> MachineSpeed:
     """Measure this machine now; `gpus` are (name, kind) of the devices llama.cpp can use.
 
-    A GPU is given an assumed bandwidth until a ggml timing op exists for its backend.
+    Each GPU is timed with a short ggml operation on the device (gpu_timing); one that cannot be
+    timed is given an assumed bandwidth, and predictions say so.
     """
     from app.core.engine.llama_engine import default_threads
+    from app.core.hardware.gpu_timing import time_gpus_in_subprocess
 
     bw = measure_bandwidth()
     rate, flops = measure_core()
-    gpu_speeds = tuple(GpuSpeed(n, GPU_DEFAULT_BW.get(k, GPU_DEFAULT_BW["gpu"])) for n, k in gpus)
+    timed = time_gpus_in_subprocess() if gpus else {}
+    gpu_speeds = tuple(
+        GpuSpeed(n, timed[n].rate, True, timed[n].per_op) if n in timed
+        else GpuSpeed(n, GPU_DEFAULT_BW.get(k, GPU_DEFAULT_BW["gpu"])) for n, k in gpus)
     return MachineSpeed(hardware_signature(tuple(n for n, _ in gpus)), bw, rate,
                         flops, cpu_threads or default_threads(), gpu_speeds, time.time())
 
@@ -268,10 +283,13 @@ def kv_read_bytes(shape: ModelShape, fill: int, kv_type: str = "f16") -> list[in
 
 def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layers: int = 0,
             threads: int | None = None, kv_type: str = "f16",
-            expert_cpu_layers: int = 0, fill: int | None = None) -> Prediction:
+            expert_cpu_layers: int = 0, fill: int | None = None,
+            output_on_gpu: bool | None = None) -> Prediction:
     """Predicted decode and prompt tok/s for `shape` placed with `gpu_layers` (0..n_layer+1).
 
     `expert_cpu_layers`: MoE layers (the first K) whose expert tensors stay on the CPU.
+    `output_on_gpu`: False when the output weight stays in host memory although the output layer
+    is offloaded (a device whose tensors are limited, see vulkan_limits); None: with the layer.
     """
     threads = threads or speed.cpu_threads
     n = shape.n_layer
@@ -294,19 +312,24 @@ def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layer
         else:
             cpu += b
     out = shape.output_bytes + shape.output_tied_bytes
-    if g >= 1:
+    out_gpu = g >= 1 if output_on_gpu is None else (g >= 1 and output_on_gpu)
+    if out_gpu:
         gpu += out
     else:
         cpu += out
     cpu_rate = min(CPU_BW_EFFICIENCY * speed.bandwidth, threads * CORE_EFFICIENCY * speed.core_rate)
-    gpu_rate = speed.gpu_bandwidth() * GPU_BW_EFFICIENCY
+    gpu_rate = speed.gpu_decode_rate()
     # The output layer's per-row work runs where the output layer is.
     rows = shape.n_vocab * ROW_BYTES
-    seconds = (cpu + (0 if g >= 1 else rows) + (first_gpu if g else n) * LAYER_BYTES) / cpu_rate
+    seconds = (cpu + (0 if out_gpu else rows) + (first_gpu if g else n) * LAYER_BYTES) / cpu_rate
     notes: list[str] = []
     if gpu:
-        seconds += (gpu + rows) / gpu_rate
-        if not any(x.measured for x in speed.gpus):
+        # A measured rate comes from whole matrix-vector products, row work included.
+        measured = any(x.measured for x in speed.gpus)
+        seconds += (gpu + (rows if out_gpu and not measured else 0)) / gpu_rate
+        dispatch = max((x.dispatch_s for x in speed.gpus), default=0.0)
+        seconds += (g - (1 if g > n else 0)) * GPU_OPS_PER_LAYER * dispatch
+        if not measured:
             notes.append("GPU bandwidth assumed, not measured")
         if g <= n:
             overhead_split = 0.0005  # a partly offloaded model hands the activations across
@@ -315,7 +338,7 @@ def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layer
     params = (sum(layers) + out) * 8 / 5
     cpu_share = cpu / max(cpu + gpu, 1)
     flops = threads * speed.core_flops * (cpu_share or 0.0) + (
-        (1 - cpu_share) * speed.gpu_bandwidth() * 20 if gpu else 0.0)
+        (1 - cpu_share) * speed.gpu_decode_rate() * 33 if gpu else 0.0)
     prompt = flops / max(2 * params, 1)
     return Prediction(1.0 / seconds, prompt, cpu, gpu, tuple(notes))
 
@@ -323,4 +346,5 @@ def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layer
 def predict_for_estimate(shape: ModelShape, est: Estimate, speed: MachineSpeed,
                          kv_type: str = "f16", threads: int | None = None) -> Prediction:
     """The prediction for a planned placement (the planner's estimate)."""
-    return predict(shape, speed, est.n_ctx, est.gpu_layers, threads, kv_type)
+    return predict(shape, speed, est.n_ctx, est.gpu_layers, threads, kv_type,
+                   output_on_gpu=est.output_on_gpu)
