@@ -30,6 +30,7 @@ from app.server.convert import (
 from app.server.engine_port import Delta, EnginePort, Error, Finished, GenRequest, PortEvent
 from app.server.guard import Guard, error_body
 from app.server.schemas import ChatRequest, CompletionRequest, TemplateRequest, TokenizeRequest
+from app.server.tools import plan_tools, read_calls
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # room for a few base64 images or clips, not for abuse
 
@@ -62,7 +63,9 @@ def _error(status: int, message: str, param: str | None = None,
     return JSONResponse(error_body(message, kind, code, param), status_code=status)
 
 
-def _finish_reason(stats: GenerationStats, stopped_by_text: bool) -> str:
+def _finish_reason(stats: GenerationStats, stopped_by_text: bool, called: bool = False) -> str:
+    if called:
+        return "tool_calls"
     if stopped_by_text:
         return "stop"
     return "length" if stats.finish_reason in ("length", "context") else "stop"
@@ -84,6 +87,38 @@ class Live:
     def add(self, n: int) -> None:
         with self._lock:
             self.count += n
+
+
+class _Output:
+    """A chat generation's deltas as OpenAI message deltas: reasoning, content, tool calls.
+
+    A tool-call block that reads as calls to offered functions becomes `tool_calls` entries
+    (numbered by `index` across the answer); any other block stays text (see app/server/tools).
+    """
+
+    def __init__(self, tool_names: frozenset[str]) -> None:
+        self.tool_names = tool_names
+        self.calls: list[dict[str, Any]] = []
+
+    def deltas(self, delta: Delta) -> list[dict[str, Any]]:
+        if delta.kind == "thinking":
+            return [{"reasoning_content": delta.text}]
+        if delta.kind == "tool_call":
+            entries = read_calls(delta.text, self.tool_names)
+            if entries is not None:
+                out: list[dict[str, Any]] = []
+                for entry in entries:
+                    index = len(self.calls)
+                    self.calls.append(entry)
+                    # As OpenAI streams: id and name first, then the arguments text.
+                    out.append({"tool_calls": [{"index": index, "id": entry["id"],
+                                                "type": "function",
+                                                "function": {"name": entry["function"]["name"],
+                                                             "arguments": ""}}]})
+                    out.append({"tool_calls": [{"index": index, "function": {
+                        "arguments": entry["function"]["arguments"]}}]})
+                return out
+        return [{"content": delta.text}]
 
 
 class _Run:
@@ -209,13 +244,14 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
     @api.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
         await check_model(body.model)
-        grammar = grammar_for(body.response_format, body.grammar)
-        gen = GenRequest(engine_messages(body.messages, config.media_dir),
-                         thinking_enabled(body.reasoning_effort, body.chat_template_kwargs),
-                         sampling(body, grammar))
+        think = thinking_enabled(body.reasoning_effort, body.chat_template_kwargs)
+        tools = plan_tools(body, think)
+        grammar = tools.grammar or grammar_for(body.response_format, body.grammar)
+        gen = GenRequest(engine_messages(body.messages, config.media_dir), think,
+                         sampling(body, grammar), tools=tools.declarations)
         return await _respond(_Run(engine, gen, stop_list(body.stop), live, request), body.stream,
                               bool(body.stream_options and body.stream_options.include_usage),
-                              body.model or loaded_id(), chat=True)
+                              body.model or loaded_id(), chat=True, tool_names=tools.names)
 
     @api.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest,
@@ -231,7 +267,11 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
         messages = engine_messages(body.messages, config.media_dir)
         think = thinking_enabled(body.reasoning_effort, body.chat_template_kwargs)
         tokens = await asyncio.to_thread(engine.tokens, messages, think)
-        return {"prompt": "".join(t.piece for t in tokens)}
+        result: dict[str, Any] = {"prompt": "".join(t.piece for t in tokens)}
+        if body.with_tokens:  # which pieces are control tokens and which are text
+            result["tokens"] = [{"id": t.id, "piece": t.piece, "control": t.special}
+                                for t in tokens]
+        return result
 
     vocab: list[Any] = []
 
@@ -271,8 +311,8 @@ def _model_row(model_id: str, loaded: bool) -> dict[str, Any]:
             "loaded": loaded, "status": {"value": "loaded" if loaded else "unloaded"}}
 
 
-async def _respond(run: _Run, stream: bool, include_usage: bool, model: str,
-                   chat: bool) -> JSONResponse | StreamingResponse:
+async def _respond(run: _Run, stream: bool, include_usage: bool, model: str, chat: bool,
+                   tool_names: frozenset[str] = frozenset()) -> JSONResponse | StreamingResponse:
     events = run.events().__aiter__()
     first = await anext(events)
     if isinstance(first, Error):  # nothing was sent yet: a real HTTP error
@@ -281,38 +321,48 @@ async def _respond(run: _Run, stream: bool, include_usage: bool, model: str,
     head = {"id": ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex, "created": int(time.time()),
             "model": model,
             "object": ("chat.completion" if chat else "text_completion") + (".chunk" if stream and chat else "")}
+    output = _Output(tool_names)
     if stream:
-        return StreamingResponse(_sse(run, first, events, head, include_usage, chat),
+        return StreamingResponse(_sse(run, first, events, head, include_usage, chat, output),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    text = {"thinking": "", "answer": ""}
+    text = {"reasoning_content": "", "content": ""}
     event: PortEvent = first
     while isinstance(event, Delta):
-        text[event.kind] += event.text
+        if chat:
+            for delta in output.deltas(event):
+                for key in text.keys() & delta.keys():
+                    text[key] += delta[key]
+        elif event.kind != "thinking":
+            text["content"] += event.text
         event = await anext(events)
     if isinstance(event, Error):
         return _error(_ERROR_STATUS.get(event.kind, 500), event.message, None, event.kind)
-    reason = _finish_reason(run.stats, run.matcher.hit)
+    reason = _finish_reason(run.stats, run.matcher.hit, bool(output.calls))
     if chat:
-        message: dict[str, Any] = {"role": "assistant", "content": text["answer"]}
-        if text["thinking"]:
-            message["reasoning_content"] = text["thinking"]
+        message: dict[str, Any] = {"role": "assistant", "content": text["content"]}
+        if output.calls:
+            message["content"] = text["content"] or None
+            message["tool_calls"] = output.calls
+        if text["reasoning_content"]:
+            message["reasoning_content"] = text["reasoning_content"]
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": reason}
     else:
-        choice = {"index": 0, "text": text["answer"], "finish_reason": reason}
+        choice = {"index": 0, "text": text["content"], "finish_reason": reason}
     return JSONResponse({**head, "choices": [choice], "usage": _usage(run.stats)})
 
 
 async def _sse(run: _Run, first: PortEvent, events: AsyncIterator[PortEvent], head: dict[str, Any],
-               include_usage: bool, chat: bool) -> AsyncIterator[str]:
+               include_usage: bool, chat: bool, output: _Output) -> AsyncIterator[str]:
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         return f"data: {json.dumps({**head, 'choices': choices, **extra})}\n\n"
 
-    def piece(delta: Delta) -> dict[str, Any]:
+    def pieces(delta: Delta) -> list[dict[str, Any]]:
         if not chat:
-            return {"index": 0, "text": delta.text, "finish_reason": None}
-        key = "reasoning_content" if delta.kind == "thinking" else "content"
-        return {"index": 0, "delta": {key: delta.text}, "finish_reason": None}
+            if delta.kind == "thinking":
+                return []
+            return [{"index": 0, "text": delta.text, "finish_reason": None}]
+        return [{"index": 0, "delta": d, "finish_reason": None} for d in output.deltas(delta)]
 
     try:
         if chat:
@@ -320,12 +370,13 @@ async def _sse(run: _Run, first: PortEvent, events: AsyncIterator[PortEvent], he
                           "finish_reason": None}])
         event: PortEvent = first
         while isinstance(event, Delta):
-            yield chunk([piece(event)])
+            for each in pieces(event):
+                yield chunk([each])
             event = await anext(events)
         if isinstance(event, Error):
             yield f"data: {json.dumps(error_body(event.message, 'server_error', event.kind))}\n\n"
             return
-        reason = _finish_reason(run.stats, run.matcher.hit)
+        reason = _finish_reason(run.stats, run.matcher.hit, bool(output.calls))
         last: dict[str, Any] = {"index": 0, "finish_reason": reason}
         if chat:
             last["delta"] = {}

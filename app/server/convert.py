@@ -10,8 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from app.core.chat.tool_calls import decode_arguments
 from app.core.engine.records import SamplingParams
-from app.server.schemas import ChatRequest, CompletionRequest, Message, ResponseFormat
+from app.server.schemas import ChatRequest, CompletionRequest, Message, ResponseFormat, ToolCallIn
 
 MAX_MEDIA_BYTES = 20 * 1024 * 1024  # one decoded image or audio clip
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
@@ -108,12 +109,62 @@ def _content(message: Message, index: int, media_dir: Path) -> str | list[dict[s
 
 
 def engine_messages(messages: list[Message], media_dir: Path) -> list[dict[str, Any]]:
-    """The conversation as the engine takes it; media decoded into `media_dir`."""
+    """The conversation as the engine takes it (the shape prompt.py renders); media decoded.
+
+    Assistant messages keep their `tool_calls` (arguments decoded from JSON text to the object
+    the template writes) and their reasoning (as "thinking"; prompt.py keeps it only where the
+    template wants it); each `tool` message must answer a call of the assistant message just
+    before it (with only tool messages between), as the OpenAI API requires.
+    """
     out: list[dict[str, Any]] = []
+    open_calls: set[str] = set()  # call ids the following tool messages may answer
     for i, message in enumerate(messages):
-        role = {"developer": "system", "tool": "user"}.get(message.role, message.role)
-        out.append({"role": role, "content": _content(message, i, media_dir)})
+        param = f"messages[{i}]"
+        if message.tool_calls and message.role != "assistant":
+            raise BadRequest(f"{param}: only assistant messages carry tool_calls.",
+                             f"{param}.tool_calls")
+        if message.role == "tool":
+            out.append(_tool_result(message, i, open_calls, media_dir))
+            continue
+        role = "system" if message.role == "developer" else message.role
+        entry: dict[str, Any] = {"role": role, "content": _content(message, i, media_dir)}
+        open_calls = set()
+        if message.role == "assistant":
+            if message.reasoning_content:
+                entry["thinking"] = message.reasoning_content
+            if message.tool_calls:
+                entry["tool_calls"] = [_call_in(call, f"{param}.tool_calls[{j}]")
+                                       for j, call in enumerate(message.tool_calls)]
+                open_calls = {call.id for call in message.tool_calls}
+        out.append(entry)
     return out
+
+
+def _call_in(call: ToolCallIn, param: str) -> dict[str, Any]:
+    try:
+        arguments = decode_arguments(call.function.arguments)
+    except ValueError as exc:  # bad JSON, or JSON that is not an object
+        raise BadRequest(f"{param}.function.arguments must be a JSON object ({exc}).",
+                         f"{param}.function.arguments") from exc
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.function.name, "arguments": arguments}}
+
+
+def _tool_result(message: Message, index: int, open_calls: set[str],
+                 media_dir: Path) -> dict[str, Any]:
+    param = f"messages[{index}]"
+    if not message.tool_call_id:
+        raise BadRequest(f"{param}.tool_call_id is missing: a tool message answers one call of "
+                         "the assistant message before it.", f"{param}.tool_call_id")
+    if message.tool_call_id not in open_calls:
+        raise BadRequest(f"{param} answers tool call {message.tool_call_id!r}, which is not a "
+                         "call of the assistant message just before it.", f"{param}.tool_call_id")
+    content = _content(message, index, media_dir)
+    if not isinstance(content, str):
+        raise BadRequest(f"{param}: a tool result is text; images and audio are not accepted "
+                         "there.", f"{param}.content")
+    # Text stays text: the engine tokenizes content (tool results too) without control tokens.
+    return {"role": "tool", "tool_call_id": message.tool_call_id, "content": content}
 
 
 def grammar_for(fmt: ResponseFormat | None, grammar: str | None) -> str | None:

@@ -33,11 +33,12 @@ class GenRequest:
     enable_thinking: bool = False
     params: SamplingParams = field(default_factory=SamplingParams)
     prompt: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)  # declarations the template offers
 
 
 @dataclass(frozen=True)
 class Delta:
-    kind: str  # "thinking" | "answer"
+    kind: str  # "thinking" | "answer" | "tool_call" (one whole call block, markers included)
     text: str
 
 
@@ -100,7 +101,8 @@ class ConnectionEngine:
     def generate(self, request: GenRequest, sink: Sink) -> int:
         with self._lock:  # the reader thread must not see this id's events before its sink
             req_id = self._conn.generate(request.messages, request.enable_thinking,
-                                         request.params, prompt=request.prompt)
+                                         request.params, prompt=request.prompt,
+                                         tools=request.tools)
             self._sinks[req_id] = sink
         return req_id
 
@@ -217,7 +219,7 @@ class SharedEngine:
 
         with self._lock:  # the reader thread cannot end this id before it is counted
             req_id = conn.generate(request.messages, request.enable_thinking, request.params,
-                                   prompt=request.prompt, listener=listener)
+                                   prompt=request.prompt, tools=request.tools, listener=listener)
             cell.append(req_id)
             self._running[req_id] = conn
             count = len(self._running)
