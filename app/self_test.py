@@ -146,10 +146,12 @@ class SelfTest:
             raise StepFailed("llama.cpp's libraries are missing from this installation; reinstall the app")
         devices = ggml_devices(folder)
         names = ", ".join(f"{d.kind}:{d.description or d.name}" for d in devices) or "none"
-        gpu = "yes" if supports_gpu_offload(folder) else "no (CPU build)"
         from app.core.engine.backends import report
 
         loaded = report()
+        gpu_modules = loaded is not None and any(not m.name.startswith("cpu") for m in loaded.modules)
+        gpu = ("yes" if supports_gpu_offload(folder)
+               else "no (no usable GPU)" if gpu_modules else "no (CPU build)")
         modules = ""
         if loaded is not None and loaded.dynamic:
             # Why a GPU module is unused, in words ("vulkan: no Vulkan driver"): the user's answer

@@ -102,6 +102,29 @@ def test_bundle_self_test(bundle: Path, pulse: PulseServer, tmp_path: Path) -> N
     assert result.stdout.rstrip().endswith("Self-test passed.")
 
 
+@pytest.mark.parametrize("driver", ["hidden", "lavapipe"])
+def test_bundle_self_test_reports_its_backend(bundle: Path, pulse: PulseServer,  # noqa: F811
+                                             tmp_path: Path, driver: str) -> None:
+    """The bundle carries the Vulkan module: with lavapipe visible the self-test generates on
+    Vulkan0; with no Vulkan driver (the ICD hidden) it runs on the CPU and says why."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["GGML_VK_VISIBLE_DEVICES"] = "0"
+    if driver == "hidden":
+        env["VK_ICD_FILENAMES"] = "/nonexistent"
+    result = subprocess.run([str(bundle / "GemmaDesktop"), "--self-test", "--no-audio"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    llama = next(line for line in result.stdout.splitlines() if "  ok    llama.cpp" in line)
+    generate = next(line for line in result.stdout.splitlines() if "  ok    generate" in line)
+    if driver == "hidden":
+        assert "vulkan: no Vulkan driver" in llama and "GPU offload: no" in llama, llama
+        assert " on CPU " in generate, generate
+    else:
+        assert "gpu:llvmpipe" in llama, llama
+        assert "layers on Vulkan0" in generate, generate
+
+
 def test_install_registers_desktop_entry_and_icons(bundle: Path, tmp_path: Path) -> None:
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "share"), "PREFIX_BIN": str(tmp_path / "bin")}
     subprocess.run(["bash", str(ROOT / "packaging" / "install.sh"), str(bundle)], check=True,

@@ -23,7 +23,7 @@ GGML_TYPE_F32 = 0
 GGML_TYPE_Q4_K = 12
 _Q4_K_BYTES_PER_256 = 144
 _ROWS = 4096  # each weight: 4096 x 4096 Q4_K, 9 MiB (under every device's storage range)
-_SMALL = 256  # the small product: 256 x 256
+_SMALL = 256  # the dispatch probe: 256 x 1 products
 
 
 class _InitParams(ctypes.Structure):
@@ -103,18 +103,16 @@ def time_device(lib: ctypes.CDLL, device: int, budget_s: float = 0.5) -> DeviceT
     if not backend:
         raise OSError("the device could not be opened")
     try:
-        small_ops = 16
-        small = _run(lib, backend, small_ops, _SMALL, 2)
-        per_op = small / small_ops
+        # One-row products: their bytes are nothing, their time is the dispatch.
+        small_ops = 64
+        per_op = _run(lib, backend, small_ops, _SMALL, 2, rows=1) / small_ops
         weight = _ROWS * _ROWS // 256 * _Q4_K_BYTES_PER_256
         # Enough distinct weights to leave the caches (64 MiB), fewer on a slow device.
         one = _run(lib, backend, 1, _ROWS, 1)
         n_ops = max(1, min(8, int(budget_s / 3 / max(one, 1e-6))))
         big = _run(lib, backend, n_ops, _ROWS, 2)
         rate = n_ops * weight / max(big - n_ops * per_op, 1e-9)
-        # What a small product costs beyond reading its weight: dispatch and synchronisation.
-        small_weight = _SMALL * _SMALL // 256 * _Q4_K_BYTES_PER_256
-        return DeviceTiming(rate, max(0.0, per_op - small_weight / rate))
+        return DeviceTiming(rate, per_op)
     finally:
         lib.ggml_backend_free(backend)
 
