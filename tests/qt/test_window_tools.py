@@ -122,6 +122,13 @@ def _wait_consent(qtbot: Any, win: MainWindow, index: int = 0) -> ToolBlock:
     return _blocks(win)[index]
 
 
+def _ask(qtbot: Any, win: MainWindow, text: str) -> ToolBlock:
+    """Send a message; the first call's block once it asks for permission."""
+    win.composer.set_text(text)
+    win.composer._send()
+    return _wait_consent(qtbot, win)
+
+
 def _stored(win: MainWindow) -> Any:
     return win.controller._store.thread(win.controller.conversation_id)[-1]
 
@@ -133,9 +140,7 @@ def test_allow_once_runs_the_time_server_and_the_model_answers(qtbot: Any, windo
     live: list[tuple[str, list[str], bool]] = []  # what the window showed as the call streamed in
     win._client.sig_delta.connect(lambda _id, kind, text: live.append(
         (kind, [b.state for b in _blocks(win)], win._client.busy)) if kind == "tool_call" else None)
-    win.composer.set_text("What time is it in Tokyo?")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "What time is it in Tokyo?")
     # The block was there as soon as the call streamed, while the reply was still being written.
     assert live == [("tool_call", ["called"], True)]
     assert block.state == "waiting" and block.name == "get_current_time"
@@ -190,9 +195,7 @@ def test_allow_once_runs_the_time_server_and_the_model_answers(qtbot: Any, windo
 def test_deny_gives_the_model_an_error_result(qtbot: Any, window: MainWindow) -> None:
     win = window
     sent = _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
-    win.composer.set_text("What time is it in Tokyo?")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "What time is it in Tokyo?")
     with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
         block.consent_buttons.deny_button.click()  # type: ignore[union-attr]
     assert block.state == "denied" and "denied" in block.result_text
@@ -208,9 +211,7 @@ def test_two_calls_in_one_reply_and_always_allow(qtbot: Any, window: MainWindow)
     win = window
     sent = _script(win, _grammar(_call("Asia/Tokyo"), _call("Europe/London")), ANSWER,
                    _grammar(_call("Asia/Tokyo")), ANSWER)
-    win.composer.set_text("Tokyo and London?")
-    win.composer._send()
-    first = _wait_consent(qtbot, win)
+    first = _ask(qtbot, win, "Tokyo and London?")
     assert len(_blocks(win)) == 2
     with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
         first.consent_buttons.always_button.click()  # type: ignore[union-attr]
@@ -243,9 +244,7 @@ def test_a_malformed_call_is_shown_and_answered_with_an_error(qtbot: Any,
 def test_stop_while_asking_ends_the_loop_at_once(qtbot: Any, window: MainWindow) -> None:
     win = window
     sent = _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
-    win.composer.set_text("What time is it in Tokyo?")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "What time is it in Tokyo?")
     with qtbot.waitSignal(win.controller.sig_busy_changed, timeout=5_000) as busy:
         win.composer.sig_stop_requested.emit()
     assert busy.args == [False] and not win.controller.busy
@@ -268,9 +267,7 @@ def test_consent_answer_reaches_the_loop_only_once(qtbot: Any, window: MainWindo
     """A second click on a consent button that was already answered changes nothing."""
     win = window
     _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
-    win.composer.set_text("Time in Tokyo?")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "Time in Tokyo?")
     buttons = block.consent_buttons
     assert buttons is not None
     with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
@@ -282,9 +279,7 @@ def test_consent_answer_reaches_the_loop_only_once(qtbot: Any, window: MainWindo
 def test_leaving_and_reopening_the_chat_keeps_the_question(qtbot: Any, window: MainWindow) -> None:
     win = window
     _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
-    win.composer.set_text("Time in Tokyo?")
-    win.composer._send()
-    _wait_consent(qtbot, win)
+    _ask(qtbot, win, "Time in Tokyo?")
     conversation = win.controller.conversation_id
     win.controller.new_conversation()  # the question waits while another chat is shown
     assert win.controller.busy
@@ -337,9 +332,7 @@ HANG_CALL = "<|tool_call>call:hang{}<tool_call|>"
 def test_stop_while_a_tool_runs_ends_at_once(qtbot: Any, hang_window: MainWindow) -> None:
     win = hang_window
     sent = _script(win, _grammar(HANG_CALL), ANSWER)
-    win.composer.set_text("Wait for it.")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "Wait for it.")
     block.consent_buttons.allow_button.click()  # type: ignore[union-attr]
     assert block.state == "running"
     qtbot.wait(300)
@@ -359,9 +352,7 @@ def test_a_hanging_tool_times_out_and_the_chat_goes_on(qtbot: Any, hang_window: 
     service.configure(service.servers)
     qtbot.waitUntil(lambda: service.ready, timeout=60_000)
     sent = _script(win, _grammar(HANG_CALL), ANSWER)
-    win.composer.set_text("Wait for it.")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "Wait for it.")
     with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=60_000):
         block.consent_buttons.allow_button.click()  # type: ignore[union-attr]
     assert block.state == "error" and "no answer" in block.result_text and len(sent) == 2
@@ -374,9 +365,7 @@ def test_stop_while_the_model_answers_the_result_keeps_the_step(qtbot: Any,
     win = window
     rambling = 'root ::= "It is" (" " [a-z] [a-z] [a-z])+\n'  # never ends before max_tokens
     sent = _script(win, _grammar(_call("Asia/Tokyo")), rambling)
-    win.composer.set_text("Time in Tokyo?")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "Time in Tokyo?")
     block.consent_buttons.allow_button.click()  # type: ignore[union-attr]
     qtbot.waitUntil(lambda: win._client.reply is not None and len(sent) == 2
                     and win._client.reply.answer.startswith("It is "), timeout=60_000)
@@ -408,9 +397,7 @@ def test_always_allow_is_saved_to_the_settings_file(qtbot: Any, window: MainWind
 
     win = window
     _script(win, _grammar(_call("Asia/Tokyo")), ANSWER)
-    win.composer.set_text("Time?")
-    win.composer._send()
-    block = _wait_consent(qtbot, win)
+    block = _ask(qtbot, win, "Time?")
     with qtbot.waitSignal(win.controller.sig_generation_finished, timeout=120_000):
         block.consent_buttons.always_button.click()  # type: ignore[union-attr]
     assert load_settings()[0].always_allowed_tools == ["time/get_current_time"]
