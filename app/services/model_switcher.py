@@ -30,7 +30,7 @@ Target = LoadModel | RemoteServer
 
 
 def _name(request: Target) -> str:
-    return request.id if isinstance(request, RemoteServer) else os.path.basename(request.path)
+    return request.label if isinstance(request, RemoteServer) else os.path.basename(request.path)
 
 Confirm = Callable[[], bool]
 STOP_WAIT_MS = 3000  # how long a stopped answer may take to end before the host is ended anyway

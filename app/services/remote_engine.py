@@ -29,7 +29,7 @@ REMOTE_ARCH = "remote"
 def remote_model_info(server: RemoteServer) -> ModelInfo:
     """What the window shows for a server's model ("gemma-4-e4b @ gpu-box:8000")."""
     # Vision and audio are the server's to judge: an unsupported part comes back as its error.
-    return ModelInfo(path=server.model_path, name=server.id, arch=REMOTE_ARCH, n_ctx=0,
+    return ModelInfo(path=server.model_path, name=server.label, arch=REMOTE_ARCH, n_ctx=0,
                      n_ctx_train=0, n_gpu_layers=0, n_layers=0, size_bytes=0, has_template=True,
                      supports_vision=True, supports_audio=True)
 

@@ -42,6 +42,12 @@ class RemoteServer:
         return f"{self.model} @ {self.host}"
 
     @property
+    def label(self) -> str:
+        """The short name the window shows: a model id that is a file path shows its file name."""
+        name = self.model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or self.model
+        return f"{name.removesuffix('.gguf')} @ {self.host}"
+
+    @property
     def model_path(self) -> str:
         """The `ModelInfo.path` the window sees for this server's model."""
         return PATH_PREFIX + self.id

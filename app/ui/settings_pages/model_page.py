@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.core.hardware.memory import Options, estimate
 from app.core.hardware.planner import Machine, max_gpu_layers
-from app.core.remote.servers import PATH_PREFIX, RemoteServer
+from app.core.remote.servers import PATH_PREFIX, RemoteServer, find_server
 from app.core.storage.settings import Settings
 from app.ui.settings_pages.common import SettingsPage, form, hint, human_size, page_layout, section
 from app.ui.settings_pages.model_facts import ModelFacts, ModelFactsJob, cached_facts
@@ -317,7 +317,8 @@ class ModelPage(SettingsPage):
 
     def _update_active_label(self) -> None:
         if self._active and self._active.startswith(PATH_PREFIX):
-            name = self._active.removeprefix(PATH_PREFIX)
+            server = find_server(self._active.removeprefix(PATH_PREFIX), self.servers.servers())
+            name = server.label if server else self._active.removeprefix(PATH_PREFIX)
         else:
             name = Path(self._active).stem if self._active else "none"
         self.active_label.setText(f"In use now: {name}")
@@ -391,7 +392,7 @@ class ModelPage(SettingsPage):
             self.model_list.clearSelection()
             self.model_list.setCurrentRow(-1)
             self.model_list.blockSignals(False)
-            self.memory_label.setText(f"{server.id} runs on the server: this machine's memory "
+            self.memory_label.setText(f"{server.label} runs on the server: this machine's memory "
                                       "is not used.")
 
     def _on_add_clicked(self) -> None:

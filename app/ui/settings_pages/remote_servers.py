@@ -207,9 +207,10 @@ class RemoteServersBox(QWidget):
         self.server_list.blockSignals(True)
         self.server_list.clear()
         for server in self._servers:
-            item = QListWidgetItem(server.id)
+            item = QListWidgetItem(server.label)
             item.setData(ID_ROLE, server.id)
-            item.setToolTip(server.base_url + (" · with an API key" if server.api_key else ""))
+            item.setToolTip(f"{server.model} at {server.base_url}"
+                            + (" · with an API key" if server.api_key else ""))
             self.server_list.addItem(item)
             if server.id == selected_id:
                 self.server_list.setCurrentItem(item)
