@@ -10,6 +10,7 @@ remembered per machine in the cache folder, so the next engine host takes the ne
 from __future__ import annotations
 
 import _ctypes
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -367,3 +368,11 @@ def host_ended(exit_code: int) -> str | None:
     state["note"] = f"the {tried} CPU variant crashed during load or the first decode"
     _write_state(state)
     return str(tried)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed with a model back to the system now (glibc keeps freed heap pages in
+    its arenas otherwise, so a switch would not show the old model's memory as free)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -244,6 +244,7 @@ class LlamaEngine(PromptCache, Vocabulary):
         if self.model:
             lc.llama_model_free(self.model)
             self.model = None
+            backends.release_freed_memory()
         self._tokens = []
         self._checkpoints = []
         self.info = None
