@@ -139,7 +139,8 @@ class MainWindow(QMainWindow):
         c.sig_busy_changed.connect(comp.set_generating)
         c.sig_generation_finished.connect(self.status.set_stats)
         c.sig_generation_finished.connect(  # the measured speed shown beside the prediction
-            lambda stats: record_answer_speed(self._settings.model_path, stats))
+            lambda stats: None if self._settings.remote_server  # a server's speed is not ours
+            else record_answer_speed(self._settings.model_path, stats))
         c.sig_error.connect(self._on_controller_error)
         self.banner.sig_action_clicked.connect(self._on_banner_action_clicked)
         cl = self._client
