@@ -31,6 +31,10 @@ def main(argv: list[str]) -> int:
         from app.core.hardware.devices import main as probe_main
 
         return probe_main()
+    if argv[:1] == ["--time-gpus"]:  # the GPU timing op's child process, frozen or not
+        from app.core.hardware.gpu_timing import main as timing_main
+
+        return timing_main()
     from app.cli import COMMANDS
 
     if argv and argv[0] in COMMANDS:

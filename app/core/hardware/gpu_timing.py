@@ -146,9 +146,10 @@ def time_gpus_in_subprocess(timeout: float = 60.0) -> dict[str, DeviceTiming]:
     import subprocess
     import sys
 
+    command = ([sys.executable, "--time-gpus"] if getattr(sys, "frozen", False)
+               else [sys.executable, "-m", "app.core.hardware.gpu_timing"])
     try:
-        done = subprocess.run([sys.executable, "-m", "app.core.hardware.gpu_timing"],
-                              capture_output=True, text=True, timeout=timeout,
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               cwd=Path(__file__).resolve().parents[3])
         data = json.loads(done.stdout) if done.returncode == 0 else {}
     except (OSError, subprocess.TimeoutExpired, ValueError):
@@ -156,8 +157,14 @@ def time_gpus_in_subprocess(timeout: float = 60.0) -> dict[str, DeviceTiming]:
     return {name: DeviceTiming(float(t["rate"]), float(t["per_op"])) for name, t in data.items()}
 
 
-if __name__ == "__main__":
+def main() -> int:
+    """Print every GPU's timing as JSON (the child process of `time_gpus_in_subprocess`)."""
     import json
     from dataclasses import asdict
 
     print(json.dumps({name: asdict(t) for name, t in time_gpus().items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -289,7 +289,8 @@ def recommend_by_speed(candidates: list[Candidate], m: Machine, speed: MachineSp
         p = _best_placement(c, m, opts)
         if p is not None and p.estimate is not None:
             tok_s = predict(c.shape, speed, p.estimate.n_ctx, p.estimate.gpu_layers,
-                            kv_type=opts.kv_type, expert_cpu_layers=p.n_cpu_moe).decode_tok_s
+                            kv_type=opts.kv_type, expert_cpu_layers=p.n_cpu_moe,
+                            output_on_gpu=p.estimate.output_on_gpu).decode_tok_s
             weighed.append(replace(p, predicted_decode_tok_s=tok_s))
     if not weighed:
         return recommend(candidates, m, opts)  # the last-resort rules and their wording
