@@ -65,6 +65,7 @@ class FakeEngineClient(QObject):
         self.stop_calls = 0
         self.restart_calls = 0
         self.reply: Reply | None = None
+        self.remote: Any = None  # the RemoteServer the chat runs on (never, in widget tests)
 
     @property
     def busy(self) -> bool:

@@ -32,5 +32,5 @@ def test_fake_has_the_methods_the_window_calls_with_the_same_parameters():
         fake = inspect.signature(getattr(FakeEngineClient, name))
         assert list(real.parameters)[:len(fake.parameters)] == list(fake.parameters), name
     real, fake = EngineClient(), FakeEngineClient()
-    for name in ("busy", "model", "model_info", "reply"):
+    for name in ("busy", "model", "model_info", "reply", "remote"):
         assert hasattr(real, name) and hasattr(fake, name), name

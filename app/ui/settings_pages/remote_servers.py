@@ -95,12 +95,13 @@ class RemoteServersBox(QWidget):
         self.test_button = QPushButton("Test connection")
         self.test_button.setAccessibleName("Test the connection")
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAccessibleName("Cancel adding a server")
         self.save_button = QPushButton("Add server")
         self.save_button.setAccessibleName("Add this server")
         for button in (self.test_button, self.cancel_button, self.save_button):
             buttons.addWidget(button)
         rows.addRow(buttons)
-        self.form_frame.hide()
+        self._show_form(False)
         layout.addWidget(self.form_frame)
 
         self._fetch_timer = QTimer(self)
@@ -150,8 +151,7 @@ class RemoteServersBox(QWidget):
         self.key.clear()
         self.model.clear()
         self.result.setText("")
-        self.form_frame.show()
-        self.add_button.setEnabled(False)
+        self._show_form(True)
         self.url.setFocus()
 
     def test_connection(self) -> None:
@@ -191,8 +191,12 @@ class RemoteServersBox(QWidget):
         self._probe.wait(15_000)
 
     def focus_chain(self) -> list[QWidget]:
-        return [self.server_list, self.remove_button, self.add_button, self.url, self.key,
-                self.model, self.test_button, self.cancel_button, self.save_button]
+        chain: list[QWidget] = [] if self.server_list.isHidden() else [self.server_list]
+        chain += [self.remove_button, self.add_button]
+        if not self.form_frame.isHidden():  # the form's fields, while it is open
+            chain += [self.url, self.key, self.model, self.test_button, self.cancel_button,
+                      self.save_button]
+        return chain
 
     # ----- internals -----------------------------------------------------------------------
 
@@ -217,13 +221,19 @@ class RemoteServersBox(QWidget):
                 item.setSelected(True)
         self.server_list.blockSignals(False)
         self.server_list.setVisible(bool(self._servers))
+        self.server_list.setEnabled(bool(self._servers))
         self.empty_label.setVisible(not self._servers)
         self.remove_button.setEnabled(self.selected() is not None)
 
     def _close_form(self) -> None:
         self._fetch_timer.stop()
-        self.form_frame.hide()
-        self.add_button.setEnabled(True)
+        self._show_form(False)
+
+    def _show_form(self, shown: bool) -> None:
+        # Hidden parts are disabled too: nothing out of sight takes the keyboard focus.
+        self.form_frame.setVisible(shown)
+        self.form_frame.setEnabled(shown)
+        self.add_button.setEnabled(not shown)
 
     def _show_result(self, text: str, error: bool = False) -> None:
         self.result.setObjectName("SettingsError" if error else "SettingsHint")
