@@ -189,6 +189,13 @@ class SharedEngine:
         self._on_live = on_live or (lambda _n: None)
         self._lock = threading.Lock()
         self._running: dict[int, EngineConnection] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """The server is gone: what the engine still reports for its requests is dropped."""
+        with self._lock:
+            self._closed = True
+            self._on_live = lambda _n: None
 
     @property
     def info(self) -> ModelInfo | None:
@@ -211,27 +218,32 @@ class SharedEngine:
         cell: list[int] = []  # the id, once known
 
         def listener(event: ClientEvent) -> None:
-            if isinstance(event, Exited):
-                sink(Error("internal", _gone(conn, event)))
-            elif not _deliver(event, sink):
-                return
-            self._ended(cell)
+            ended = isinstance(event, (Exited, Done, Failed))
+            if not self._closed:
+                try:
+                    if isinstance(event, Exited):
+                        sink(Error("internal", _gone(conn, event)))
+                    else:
+                        _deliver(event, sink)
+                except RuntimeError:
+                    # The server stopped between the check and now (its event loop is closed):
+                    # nobody waits for this, and the window's engine must not suffer for it.
+                    pass
+            if ended:
+                self._ended(cell)
 
         with self._lock:  # the reader thread cannot end this id before it is counted
             req_id = conn.generate(request.messages, request.enable_thinking, request.params,
                                    prompt=request.prompt, tools=request.tools, listener=listener)
             cell.append(req_id)
             self._running[req_id] = conn
-            count = len(self._running)
-        self._on_live(count)
+            self._on_live(len(self._running))  # under the lock: never after close()
         return req_id
 
     def _ended(self, cell: list[int]) -> None:
         with self._lock:
-            found = self._running.pop(cell[0], None) if cell else None
-            count = len(self._running)
-        if found is not None:
-            self._on_live(count)
+            if cell and self._running.pop(cell[0], None) is not None:
+                self._on_live(len(self._running))
 
     def stop(self, req_id: int) -> None:
         with self._lock:

@@ -173,6 +173,8 @@ class ApiServer(QObject):
             self._end_switch(switch, "Gemma Desktop is closing.")
         op, self._op = self._op, None
         ended = op.wait(int(timeout * 1000)) if op is not None else True
+        if self._serving is not None and self._serving.port is not None:
+            self._serving.port.close()  # this object goes with the window: no more live counts
         self._serving = None
         return ended
 
@@ -227,6 +229,8 @@ class ApiServer(QObject):
             if not serving.stopping.is_set():  # else stop() came before there was a server
                 serving.server.run(sockets=[serving.sock])
         finally:
+            if serving.port is not None:
+                serving.port.close()  # the loop is closed: late engine events go nowhere
             serving.sock.close()
             shutil.rmtree(_media_dir(), ignore_errors=True)  # clients' images and audio
 

@@ -127,15 +127,36 @@ def test_api_shares_the_windows_model_while_the_chat_keeps_working(qtbot, window
     gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
     assert gaps and max(gaps) < 1.0, max(gaps)  # never frozen while serving
 
-    # Off from the page: the port closes and the item goes away.
+    # Off from the page while an API answer streams: that answer ends, the port closes, the
+    # item goes away, and the window's engine goes on answering the chat.
+    left: dict[str, Any] = {}
+
+    def endless() -> None:
+        try:
+            with openai.OpenAI(base_url=base, api_key="none", max_retries=0, timeout=60) as c:
+                for _chunk in c.chat.completions.create(
+                        model="synthetic-gemma4.gguf", messages=[{"role": "user", "content": "Go"}],
+                        max_tokens=20_000, stream=True, extra_body={"grammar": ENDLESS}):
+                    pass
+        except Exception as exc:  # noqa: BLE001 - the server went away mid-answer
+            left["error"] = exc
+
+    worker = threading.Thread(target=endless, name="openai-client")
+    worker.start()
+    qtbot.waitUntil(lambda: api.live == 1, timeout=60_000)
     dialog = window.settings_wiring.open_dialog("Server")
     dialog.server_page.enabled.setChecked(False)
     assert dialog.apply()
     qtbot.waitUntil(lambda: not api.running and api._op is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not worker.is_alive(), timeout=30_000)
+    worker.join()
     assert not _port_open(port)
     assert not window.status.api_button.isVisible()
     assert dialog.server_page.state.text().startswith("Off")
     dialog.reject()
+    with qtbot.waitSignal(window.controller.sig_generation_finished, timeout=120_000):
+        window.controller.send("Still there?")
+    assert client.connection is not None and client.connection.alive()
 
 
 def _in_worker(qtbot: Any, work: Any) -> Any:
