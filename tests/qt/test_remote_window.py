@@ -26,7 +26,8 @@ KEY = "remote-window-key-123"
 def _script(window: Any, *grammars: str, max_tokens: int = 60) -> None:
     """Each of the window's next answers takes the next grammar, through its real request params."""
     queue = list(grammars)
-    params = window.controller._params
+    params = getattr(window.controller, "_unscripted_params", window.controller._params)
+    window.controller._unscripted_params = params
 
     def scripted(*args: Any) -> dict[str, Any]:
         return {**params(*args), "grammar": queue.pop(0), "seed": 3, "max_tokens": max_tokens}
@@ -68,6 +69,31 @@ def _add_server(qtbot: Any, window: Any, url: str, key: str = "", shot: str = ""
         assert box.window().apply()
     box.window().accept()
     return loaded.args[0]
+
+
+def _media() -> list[Any]:
+    """A real PNG and WAV in the attachments folder, as the composer stores them."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    from app.core.media.store import sha256_hex, store_attachment
+    from app.core.storage.records import Attachment
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    png = buf.getvalue()
+    buf = io.BytesIO()
+    t = np.arange(16000) / 16000
+    sf.write(buf, 0.3 * np.sin(2 * np.pi * 440 * t), 16000, format="WAV")
+    wav = buf.getvalue()
+    return [Attachment("image", store_attachment(png, "png"), sha256_hex(png), "photo.png",
+                       "image/png"),
+            Attachment("audio", store_attachment(wav, "wav"), sha256_hex(wav), "voice.wav",
+                       "audio/wav")]
 
 
 def _send(qtbot: Any, window: Any, text: str) -> dict[str, Any]:
@@ -121,7 +147,7 @@ def test_chat_streams_thinks_and_stops_on_llama_cpp_server(qtbot, window_env, ll
     assert "tok/s" in widget.stats_label.text() or widget.stats_label.text()
 
     # Stop mid-answer: the stream is closed, the text so far stays, stats say stopped.
-    window.controller._params = _with_max(window.controller._params, 2000)
+    window.controller._params = _with_max(window.controller._unscripted_params, 2000)
     with qtbot.waitSignal(window.controller.sig_generation_finished, timeout=120_000) as done:
         assert window.controller.send("Sing")
         qtbot.waitUntil(lambda: len(window.chat_view.last_assistant().markdown) > 20, timeout=60_000)
@@ -201,6 +227,18 @@ def test_serve_with_a_key_wrong_key_unknown_model_and_refused(qtbot, window_env,
     widget = window.chat_view.last_assistant()
     assert widget.markdown == "Hello there" and widget.thinking.text == "plan it"
     assert stats["completion_tokens"] > 0 and stats["prompt_tokens"] > 0
+
+    # An image and a voice clip attached in the window travel inline to the server, whose
+    # projector turns them into prompt tokens (many more than the words alone).
+    window.controller.new_conversation()
+    _script(window, THINK_THEN_ANSWER)
+    plain = _send(qtbot, window, "Hi")
+    _script(window, THINK_THEN_ANSWER)
+    with qtbot.waitSignal(window.controller.sig_generation_finished, timeout=120_000) as done:
+        assert window.controller.send("Hi", _media())
+    with_media = dict(done.args[0])
+    assert window.chat_view.last_assistant().markdown == "Hello there"
+    assert with_media["prompt_tokens"] > plain["prompt_tokens"] + 20
 
     # Choosing a server whose key has gone stale: the switch fails in words, and the server in
     # use (with the right key) comes back.
