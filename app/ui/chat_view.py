@@ -53,10 +53,11 @@ class EmptyStateWidget(QWidget):
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         outer.addWidget(title)
         outer.addSpacing(4)
-        hint = QLabel("Everything runs on this computer. Nothing you type leaves it.", self)
-        hint.setObjectName("EmptyHint")
-        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        outer.addWidget(hint)
+        self.privacy_hint = QLabel(self)
+        self.privacy_hint.setObjectName("EmptyHint")
+        self.privacy_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.set_runs_on(None)
+        outer.addWidget(self.privacy_hint)
         outer.addSpacing(28)
 
         cards = QGridLayout()
@@ -90,6 +91,12 @@ class EmptyStateWidget(QWidget):
         outer.addLayout(row)
         outer.addStretch(4)
         self.refresh_icons()
+
+    def set_runs_on(self, host: str | None) -> None:
+        """The privacy line: everything stays here, or messages go to the server the chat uses."""
+        self.privacy_hint.setText(
+            f"Answers come from {host}: your messages and attachments are sent there."
+            if host else "Everything runs on this computer. Nothing you type leaves it.")
 
     def refresh_icons(self) -> None:
         for label, name in self._card_icons:

@@ -104,7 +104,8 @@ class ComposerWidget(QWidget):
         row.addStretch(1)
         outer.addLayout(row)
 
-        self.footnote = QLabel("Gemma runs on this computer and can make mistakes.", self)
+        self.footnote = QLabel(self)
+        self.set_runs_on(None)
         self.footnote.setObjectName("ComposerFootnote")
         self.footnote.setAlignment(Qt.AlignmentFlag.AlignCenter)
         outer.addWidget(self.footnote)
@@ -145,6 +146,11 @@ class ComposerWidget(QWidget):
 
     def thinking_enabled(self) -> bool:
         return self.thinking_toggle.isChecked()
+
+    def set_runs_on(self, host: str | None) -> None:
+        """Where the answers are written: this computer, or the server (host:port) the chat uses."""
+        where = host or "this computer"
+        self.footnote.setText(f"Gemma runs on {where} and can make mistakes.")
 
     def set_model_name(self, name: str) -> None:
         self.model_chip.setText(name or "No model")

@@ -338,6 +338,10 @@ class MainWindow(QMainWindow):
         self.controller.set_model_name(name)
         self.composer.set_model_name(name)
         self.status.set_model(name, info.get("n_ctx"))
+        remote = getattr(self._client, "remote", None)  # the chat runs on a server
+        host = remote.host if remote is not None else None
+        self.composer.set_runs_on(host)
+        self.chat_view.empty_state.set_runs_on(host)
         notes = []
         if not info.get("has_template", True):
             notes.append("No chat template in this model: using a plain-text prompt")

@@ -135,6 +135,8 @@ def test_chat_streams_thinks_and_stops_on_llama_cpp_server(qtbot, window_env, ll
     assert window.composer.model_chip.text() == name
     assert env.settings.remote_server == client.remote.id
     assert client.connection is None  # no local host runs while a server answers
+    assert host in window.composer.footnote.text()  # not "runs on this computer"
+    assert host in window.chat_view.empty_state.privacy_hint.text()
 
     _script(window, THINK_THEN_ANSWER, ENDLESS, max_tokens=40)
     deltas: list[tuple[int, str, str]] = []
@@ -166,6 +168,34 @@ def test_chat_streams_thinks_and_stops_on_llama_cpp_server(qtbot, window_env, ll
     assert client.remote is None and client.connection is not None
     assert env.settings.remote_server is None
     assert window.status.model_label.text() != name
+    assert "this computer" in window.composer.footnote.text()
+
+
+def test_the_chosen_server_is_used_again_at_start(qtbot, llama_server):
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.remote.client import Endpoint, RemoteChat
+    from app.core.remote.servers import RemoteServer, save_servers
+    from app.core.storage.settings import Settings, save_settings
+    from app.ui.app_window import build_main_window
+
+    with RemoteChat(Endpoint(llama_server)) as chat:
+        server = RemoteServer(llama_server, chat.models()[0])
+    save_servers([server])
+    save_settings(Settings(remote_server=server.id, enable_thinking=True))
+    window = build_main_window(QApplication.instance())
+    qtbot.addWidget(window)
+    client = window.controller._client
+    try:
+        qtbot.waitUntil(lambda: client.model is not None, timeout=30_000)
+        assert client.remote == server and client.connection is None
+        assert window.status.model_label.text() == server.label
+        _script(window, THINK_THEN_ANSWER)
+        _send(qtbot, window, "Hi")
+        assert window.chat_view.last_assistant().markdown == "Hello there"
+    finally:
+        client.shutdown()
+        window.controller._store.close()
 
 
 def _with_max(params: Any, max_tokens: int) -> Any:
