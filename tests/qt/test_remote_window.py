@@ -137,6 +137,13 @@ def test_chat_streams_thinks_and_stops_on_llama_cpp_server(qtbot, window_env, ll
     assert client.connection is None  # no local host runs while a server answers
     assert host in window.composer.footnote.text()  # not "runs on this computer"
     assert host in window.chat_view.empty_state.privacy_hint.text()
+    dialog = window.settings_wiring.open_dialog("Model")
+    page = dialog.model_page
+    assert page.selected_server() == client.remote and page.selected_path() is None
+    assert page.active_label.text() == f"In use now: {name}"
+    save(dialog, "settings-model-servers")
+    dialog.reject()
+    qtbot.waitUntil(lambda: window.settings_wiring.dialog is None, timeout=5000)
 
     _script(window, THINK_THEN_ANSWER, ENDLESS, max_tokens=40)
     deltas: list[tuple[int, str, str]] = []

@@ -54,7 +54,8 @@ class RemoteServersBox(QWidget):
                                   "llama-server) answer in this window.")
         self.empty_label.setObjectName("SettingsHint")
         self.empty_label.setWordWrap(True)
-        row.addWidget(self.empty_label, 1)
+        row.addWidget(self.empty_label, 6)
+        row.addStretch(1)  # the buttons keep their size once the list replaces the hint
         self.remove_button = QPushButton("Remove")
         self.remove_button.setAccessibleName("Remove the chosen server")
         self.remove_button.setEnabled(False)
