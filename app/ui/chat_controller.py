@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from app.core.engine.records import Reply
 from app.core.storage.records import ToolStep
-from app.core.storage.settings import PRESETS
 from app.ui.branch_switcher import branch_positions, sibling_at
-from app.ui.chat_tools import ToolTurn, WindowTools
+from app.ui.chat_generation import Generation, generation_params
+from app.ui.chat_tools import WindowTools
 from app.ui.chat_view import ChatView
 from app.ui.media_formats import with_image_detail
 from app.ui.messages import AssistantMessageWidget
@@ -26,35 +26,6 @@ from app.ui.messages import AssistantMessageWidget
 log = logging.getLogger(__name__)
 
 NO_MODEL_MESSAGE = "No model is loaded. Open a GGUF model with File → Open model… (Ctrl+O)."
-GENERATION_PARAMS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "repeat_penalty", "seed")
-
-
-@dataclass
-class _Generation:
-    """The answer being written now."""
-
-    conversation_id: Any
-    message_id: Any
-    widget: AssistantMessageWidget | None
-    started_at: float = field(default_factory=time.monotonic)
-    thinking: list[str] = field(default_factory=list)
-    answer: list[str] = field(default_factory=list)
-    thinking_started: float | None = None
-    thinking_ended: float | None = None
-    stop_requested: bool = False
-    request_id: int | None = None  # the engine's id for this answer
-    discarded: bool = False  # its conversation was deleted: wait for the end, store nothing
-    turn: ToolTurn | None = None  # the tool loop, when tools are offered
-    messages: list[dict[str, Any]] = field(default_factory=list)  # the prompt so far
-    call_blocks: list[str] = field(default_factory=list)  # tool-call blocks of the current reply
-    steps: list[ToolStep] = field(default_factory=list)  # finished tool steps of this answer
-    stats: dict[str, Any] = field(default_factory=dict)  # of the last generation
-
-    def thinking_seconds(self) -> float | None:
-        if self.thinking_started is None:
-            return None
-        end = self.thinking_ended if self.thinking_ended is not None else time.monotonic()
-        return round(end - self.thinking_started, 1)
 
 
 class ChatController(QObject):
@@ -75,7 +46,7 @@ class ChatController(QObject):
         self._client = client
         self._view = view
         self._conversation_id: Any = None
-        self._gen: _Generation | None = None
+        self._gen: Generation | None = None
         self._model_name = ""
         self._search = ""
         self._hits: dict[Any, Any] = {}  # conversation id -> best matching message id
@@ -277,16 +248,9 @@ class ChatController(QObject):
         return info is not None or bool(self._model_name)
 
     def _params(self, conversation_id: Any = None) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        for name in GENERATION_PARAMS:
-            value = getattr(self._settings, name, None)
-            if value is not None:
-                params[name] = value
-        # A preset chosen for this conversation wins over the sampling values of the settings.
-        if conversation_id is not None:
-            preset = getattr(self._store.get_conversation(conversation_id), "preset", None)
-            params.update(PRESETS.get(preset or "", {}))
-        return params
+        preset = (getattr(self._store.get_conversation(conversation_id), "preset", None)
+                  if conversation_id is not None else None)
+        return generation_params(self._settings, preset)
 
     def _show_branches(self) -> None:
         if self._conversation_id is None:
@@ -315,14 +279,14 @@ class ChatController(QObject):
             conversation_id, leaf_id, self._settings.system_prompt or "")
         messages = with_image_detail(messages, self._settings.image_detail)
         turn = self.tools.begin_turn() if self.tools is not None else None
-        self._gen = _Generation(conversation_id, message_id, widget, turn=turn, messages=messages)
+        self._gen = Generation(conversation_id, message_id, widget, turn=turn, messages=messages)
         if turn is not None:
             turn.sig_step_done.connect(self._on_turn_step_done)
         self._show_branches()
         if self._generate(self._gen):
             self.sig_busy_changed.emit(True)
 
-    def _generate(self, gen: _Generation) -> bool:
+    def _generate(self, gen: Generation) -> bool:
         """Ask the engine for the next reply of this answer (its tools offered, if any)."""
         extra = {"tools": gen.turn.declarations} if gen.turn is not None else {}
         try:
@@ -408,7 +372,7 @@ class ChatController(QObject):
                 return
         self._finish("stopped" if stopped else "complete", gen.stats)
 
-    def _run_tools(self, gen: _Generation, stopped: bool) -> None:
+    def _run_tools(self, gen: Generation, stopped: bool) -> None:
         """The reply ended in tool calls: they become a step of this answer (run unless stopped)."""
         assert gen.turn is not None
         if stopped:
@@ -417,8 +381,7 @@ class ChatController(QObject):
         seconds = gen.thinking_seconds()
         if gen.widget is not None:
             gen.widget.end_step(seconds)
-        gen.thinking, gen.answer, gen.call_blocks = [], [], []
-        gen.thinking_started = gen.thinking_ended = None
+        gen.next_reply()
         gen.turn.run(step, gen.widget, seconds)  # sig_step_done follows (stop: _finish takes it)
 
     def _on_turn_step_done(self, record: ToolStep, messages: list[dict[str, Any]],
