@@ -2,9 +2,9 @@
 
 uvicorn runs on a thread of its own (an `Operation`), the FastAPI app of `app.server` on a
 `SharedEngine`: API requests go to the host the chat uses, with the model loaded there, and a
-model switched in the window is what the API serves next. The socket is bound on the GUI thread
-(instant), so a port in use is reported at once; everything slow (imports, serving, shutting
-down) happens on the server's thread. At quit, `shutdown()` stops the API's generations and
+model switched in the window is what the API serves next. Everything slow (importing the web
+stack, binding, serving, shutting down) happens on the server's thread; the GUI hears "bound"
+(or why not: a port in use, no key for the network) as a signal. At quit, `shutdown()` stops the API's generations and
 waits for the thread.
 """
 
@@ -65,11 +65,12 @@ def lan_address() -> str:
 
 @dataclass
 class _Serving:
-    """One run of the server: its socket, and what the thread builds (set once it has)."""
+    """One run of the server: what the thread builds, each set once it has."""
 
     plan: ServerPlan
-    sock: socket.socket
     api_key: str | None
+    sock: socket.socket | None = None  # bound and listening
+    listening: bool = False  # the GUI thread has heard so
     stopping: threading.Event = field(default_factory=threading.Event)
     server: Any = None  # uvicorn.Server
     port: Any = None  # SharedEngine
@@ -97,6 +98,7 @@ class ApiServer(QObject):
     sig_requests_changed = Signal(int)  # API generations running now
     _sig_live = Signal(int)  # from the engine's reader thread
     _sig_switch = Signal(object)  # a _Switch, from the server's thread
+    _sig_bound = Signal(object)  # a _Serving whose socket listens, from the server's thread
 
     def __init__(self, client: Any, models_dir: Any = None, parent: QObject | None = None,
                  load: LoadHook | None = None) -> None:
@@ -114,12 +116,20 @@ class ApiServer(QObject):
         self.live = 0
         self._sig_live.connect(self._on_live)
         self._sig_switch.connect(self._on_switch)
+        self._sig_bound.connect(self._on_bound)
 
     # ----- state ---------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        return self._serving is not None and not self._serving.stopping.is_set()
+        """Listening (False while it starts or stops)."""
+        serving = self._serving
+        return serving is not None and serving.listening and not serving.stopping.is_set()
+
+    @property
+    def starting(self) -> bool:
+        serving = self._serving
+        return serving is not None and not serving.listening and not serving.stopping.is_set()
 
     @property
     def chat_waiting(self) -> bool:
@@ -135,7 +145,7 @@ class ApiServer(QObject):
     def url(self) -> str | None:
         """The base URL clients use (…/v1), None while the server is off."""
         serving = self._serving
-        if serving is None or serving.stopping.is_set():
+        if serving is None or serving.sock is None or not self.running:
             return None
         port = serving.sock.getsockname()[1]
         host = lan_address() if serving.plan.lan else LOOPBACK
@@ -145,7 +155,8 @@ class ApiServer(QObject):
 
     def apply(self, plan: ServerPlan) -> None:
         """Run as `plan` says: start, stop, or restart when what it serves with changed."""
-        if plan == self._plan and (self.running or not plan.enabled) and self._pending is None:
+        if (plan == self._plan and (self.running or self.starting or not plan.enabled)
+                and self._pending is None):
             return
         self._plan = plan
         if self._serving is not None:
@@ -180,19 +191,12 @@ class ApiServer(QObject):
 
     def _start(self, plan: ServerPlan) -> None:
         from app.server.keys import load_key
-        from app.server.runner import ServeError, _bind, check_exposure
 
-        key = load_key() if plan.lan else None  # the key guards what other devices reach
-        try:
-            check_exposure(plan.host, key)
-            sock = _bind(plan.host, plan.port)
-        except ServeError as exc:
-            self.error = _bind_message(exc, plan)
-            self.sig_state_changed.emit()
-            return
         self.error = ""
-        serving = self._serving = _Serving(plan, sock, key)
-        op = Operation(lambda ctx: self._serve(serving, ctx), name="api-server", parent=self)
+        key = load_key() if plan.lan else None  # the key guards what other devices reach
+        serving = self._serving = _Serving(plan, key)
+        op = Operation(lambda ctx: self._serve(serving, ctx), name="api-server", parent=self,
+                       failure_message=lambda exc: _failure_message(exc, plan))
         op.sig_succeeded.connect(lambda _r: self._on_stopped(serving, op, ""))
         op.sig_failed.connect(lambda message: self._on_stopped(serving, op, message))
         self._op = op
@@ -212,12 +216,16 @@ class ApiServer(QObject):
     # ----- the server's thread -------------------------------------------------------------
 
     def _serve(self, serving: _Serving, _ctx: OpContext) -> None:
+        import uvicorn
+
+        from app.server.app import ServerConfig, create_app
+        from app.server.engine_port import SharedEngine
+        from app.server.runner import _bind, check_exposure
+
+        check_exposure(serving.plan.host, serving.api_key)  # ServeError: said on the page
+        sock = serving.sock = _bind(serving.plan.host, serving.plan.port)
+        self._sig_bound.emit(serving)
         try:
-            import uvicorn
-
-            from app.server.app import ServerConfig, create_app
-            from app.server.engine_port import SharedEngine
-
             serving.port = SharedEngine(self._current, self._sig_live.emit)
             config = ServerConfig(media_dir=_media_dir(), api_key=serving.api_key,
                                   installed=self._installed,
@@ -227,11 +235,11 @@ class ApiServer(QObject):
             serving.server = uvicorn.Server(uvicorn.Config(
                 api, log_level="warning", access_log=False, timeout_graceful_shutdown=2))
             if not serving.stopping.is_set():  # else stop() came before there was a server
-                serving.server.run(sockets=[serving.sock])
+                serving.server.run(sockets=[sock])
         finally:
             if serving.port is not None:
                 serving.port.close()  # the loop is closed: late engine events go nowhere
-            serving.sock.close()
+            sock.close()
             shutil.rmtree(_media_dir(), ignore_errors=True)  # clients' images and audio
 
     def _current(self) -> tuple[Any, Any]:
@@ -295,6 +303,11 @@ class ApiServer(QObject):
         switch.error = error
         switch.done.set()
 
+    def _on_bound(self, serving: _Serving) -> None:
+        serving.listening = True
+        if serving is self._serving:
+            self.sig_state_changed.emit()
+
     def _on_live(self, count: int) -> None:
         self.live = count
         self.sig_requests_changed.emit(count)
@@ -304,7 +317,7 @@ class ApiServer(QObject):
             log.error("the API server stopped: %s", failure)
         if self._serving is serving:
             self._serving = None
-            self.error = f"The API server stopped: {failure}" if failure else ""
+            self.error = failure
         if self._op is op:
             op.wait()
             self._op = None
@@ -322,7 +335,11 @@ def _media_dir() -> Path:
     return paths.cache_dir() / "window-server-media"  # apart from `serve`'s: each cleans its own
 
 
-def _bind_message(exc: Exception, plan: ServerPlan) -> str:
+def _failure_message(exc: BaseException, plan: ServerPlan) -> str:
+    from app.server.runner import ServeError
+
+    if not isinstance(exc, ServeError):
+        return f"The API server stopped: {exc or type(exc).__name__}"
     cause = exc.__cause__
     if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
         return (f"Port {plan.port} is already in use by another program. Choose another port, "

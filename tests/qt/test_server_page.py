@@ -249,7 +249,8 @@ def test_other_devices_only_with_a_key(qtbot, window_env):
     assert not page.lan.isChecked() and page.lan_error.text() == NEEDS_KEY
     # ...and by the server itself, whatever the settings say.
     api.apply(ServerPlan(enabled=True, port=port, lan=True))
-    assert not api.running and "API key is required" in api.error
+    qtbot.waitUntil(lambda: "API key is required" in api.error, timeout=10_000)
+    assert not api.running
     assert not _port_open(port)
 
     page.create_key.click()  # stored 0600, shown masked
@@ -277,9 +278,10 @@ def test_port_taken_is_reported_on_the_page(qtbot, window_env):
         other.listen(1)
         port = other.getsockname()[1]
         page = _turn_on(qtbot, window, port)
+        message = (f"Port {port} is already in use by another program. Choose another port, or "
+                   "stop that program.")
+        qtbot.waitUntil(lambda: page.state.text() == message, timeout=10_000)
         assert not api.running
-        assert page.state.text() == (f"Port {port} is already in use by another program. Choose "
-                                     "another port, or stop that program.")
         assert not window.status.api_button.isVisible()
         save(page.window(), "settings-server-port-taken")
     page.port.setValue(free_port())  # another port: it starts
