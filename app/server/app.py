@@ -30,7 +30,7 @@ from app.server.convert import (
 from app.server.engine_port import Delta, EnginePort, Error, Finished, GenRequest, PortEvent
 from app.server.guard import Guard, error_body
 from app.server.schemas import ChatRequest, CompletionRequest, TemplateRequest, TokenizeRequest
-from app.server.tools import plan_tools, read_calls
+from app.server.tools import OutCall, plan_tools, read_calls
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # room for a few base64 images or clips, not for abuse
 
@@ -98,25 +98,18 @@ class _Output:
 
     def __init__(self, tool_names: frozenset[str]) -> None:
         self.tool_names = tool_names
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[OutCall] = []
 
     def deltas(self, delta: Delta) -> list[dict[str, Any]]:
         if delta.kind == "thinking":
             return [{"reasoning_content": delta.text}]
         if delta.kind == "tool_call":
-            entries = read_calls(delta.text, self.tool_names)
-            if entries is not None:
+            calls = read_calls(delta.text, self.tool_names)
+            if calls is not None:
                 out: list[dict[str, Any]] = []
-                for entry in entries:
-                    index = len(self.calls)
-                    self.calls.append(entry)
-                    # As OpenAI streams: id and name first, then the arguments text.
-                    out.append({"tool_calls": [{"index": index, "id": entry["id"],
-                                                "type": "function",
-                                                "function": {"name": entry["function"]["name"],
-                                                             "arguments": ""}}]})
-                    out.append({"tool_calls": [{"index": index, "function": {
-                        "arguments": entry["function"]["arguments"]}}]})
+                for call in calls:
+                    out += call.stream_deltas(len(self.calls))
+                    self.calls.append(call)
                 return out
         return [{"content": delta.text}]
 
@@ -343,7 +336,7 @@ async def _respond(run: _Run, stream: bool, include_usage: bool, model: str, cha
         message: dict[str, Any] = {"role": "assistant", "content": text["content"]}
         if output.calls:
             message["content"] = text["content"] or None
-            message["tool_calls"] = output.calls
+            message["tool_calls"] = [call.entry() for call in output.calls]
         if text["reasoning_content"]:
             message["reasoning_content"] = text["reasoning_content"]
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": reason}

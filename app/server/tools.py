@@ -88,13 +88,33 @@ def _declaration(tool: ToolDef) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
+@dataclass(frozen=True)
+class OutCall:
+    """A call the model made, as the API returns it."""
+
+    id: str  # call_<random>
+    name: str
+    arguments: str  # JSON text, as OpenAI clients expect
+
+    def entry(self) -> dict[str, Any]:
+        """The entry of a message's `tool_calls`."""
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments}}
+
+    def stream_deltas(self, index: int) -> list[dict[str, Any]]:
+        """The call as OpenAI streams one: id and name first, then the arguments text."""
+        return [{"tool_calls": [{"index": index, "id": self.id, "type": "function",
+                                 "function": {"name": self.name, "arguments": ""}}]},
+                {"tool_calls": [{"index": index, "function": {"arguments": self.arguments}}]}]
+
+
 def new_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
-def read_calls(block: str, names: frozenset[str]) -> list[dict[str, Any]] | None:
-    """One `<|tool_call>…<tool_call|>` block as OpenAI `tool_calls` entries; None if it is not a
-    valid call to an offered function (the caller returns its text as content)."""
+def read_calls(block: str, names: frozenset[str]) -> list[OutCall] | None:
+    """The calls of one `<|tool_call>…<tool_call|>` block; None if it is not a valid call to an
+    offered function (the caller returns its text as content)."""
     if not names:
         return None
     try:
@@ -103,7 +123,5 @@ def read_calls(block: str, names: frozenset[str]) -> list[dict[str, Any]] | None
         return None
     if not calls or any(c.name not in names for c in calls):
         return None
-    return [{"id": new_call_id(), "type": "function",
-             "function": {"name": c.name,
-                          "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+    return [OutCall(new_call_id(), c.name, json.dumps(c.arguments, ensure_ascii=False))
             for c in calls]

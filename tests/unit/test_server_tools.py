@@ -254,9 +254,9 @@ def test_bad_call_arguments_in_history_are_400(tmp_path):
 
 
 def test_calls_are_read_as_openai_entries_and_bad_blocks_are_not():
-    entries = read_calls(CALL, frozenset({"get_current_time"}))
-    assert entries is not None and len(entries) == 1
-    entry = entries[0]
+    calls = read_calls(CALL, frozenset({"get_current_time"}))
+    assert calls is not None and len(calls) == 1
+    entry = calls[0].entry()
     assert re.fullmatch(r"call_[0-9a-f]{24}", entry["id"]) and entry["type"] == "function"
     assert entry["function"] == {"name": "get_current_time",
                                  "arguments": '{"timezone": "Asia/Tokyo"}'}
@@ -272,7 +272,7 @@ def test_output_turns_deltas_into_message_deltas():
     assert out.deltas(Delta("answer", "ok")) == [{"content": "ok"}]
     first, second = out.deltas(Delta("tool_call", CALL))
     call = out.calls[0]
-    assert first == {"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+    assert first == {"tool_calls": [{"index": 0, "id": call.id, "type": "function",
                                      "function": {"name": "get_current_time", "arguments": ""}}]}
     assert second == {"tool_calls": [{"index": 0, "function": {
         "arguments": '{"timezone": "Asia/Tokyo"}'}}]}
