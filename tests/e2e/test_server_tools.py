@@ -156,6 +156,24 @@ def test_auto_keeps_thinking_beside_the_call(client):
     assert r.choices[0].finish_reason == "tool_calls"
 
 
+def test_two_calls_in_one_answer_stream_as_two_indices(client):
+    ping = "<|tool_call>call:ping{}<tool_call|>"
+    stream = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, tools=[TIME, PING], max_tokens=120, stream=True,
+        extra_body={"grammar": _gbnf(CALL, ping)})
+    calls: dict[int, dict] = {}
+    for chunk in stream:
+        for choice in chunk.choices:
+            assert not choice.delta.content  # no marker text ever
+            for d in choice.delta.tool_calls or []:
+                entry = calls.setdefault(d.index, {"id": d.id, "name": "", "arguments": ""})
+                entry["name"] += (d.function.name or "") if d.function else ""
+                entry["arguments"] += (d.function.arguments or "") if d.function else ""
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls.values()] == [
+        ("get_current_time", {"timezone": "Asia/Tokyo"}), ("ping", {})]
+    assert sorted(calls) == [0, 1] and calls[0]["id"] != calls[1]["id"]
+
+
 def test_a_malformed_call_comes_back_as_text_not_an_error(client):
     broken = "<|tool_call>call:get_current_time{timezone:Tokyo}<tool_call|>"
     chunks = list(client.chat.completions.create(
