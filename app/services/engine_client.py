@@ -191,7 +191,7 @@ class EngineClient(QObject):
         if self._remote is not None and self.model is not None:
             sampling = (params if isinstance(params, SamplingParams)
                         else SamplingParams.from_dict(params))
-            req_id = self._remote.generate(messages, enable_thinking, sampling)
+            req_id = self._remote.generate(messages, enable_thinking, sampling, tools)
             self._reply = Reply(req_id)
             return req_id
         if self._conn is None or not self._conn.alive():

@@ -78,11 +78,13 @@ class RemoteTransport(QObject):
         self._check.start()
 
     def generate(self, messages: list[dict[str, Any]], enable_thinking: bool,
-                 params: SamplingParams) -> int:
+                 params: SamplingParams, tools: list[dict[str, Any]] | None = None) -> int:
+        """Start an answer; `tools` (function declarations) are offered to the server's model."""
         req_id = next(self._ids)
         chat = RemoteChat(self.server.endpoint)
         model = self.server.model
-        op = Operation(lambda ctx: self._run(answer, ctx, messages, enable_thinking, params, model),
+        op = Operation(lambda ctx: self._run(answer, ctx, messages, enable_thinking, params, model,
+                                             tools),
                        name=f"remote-answer-{req_id}", parent=self)
         answer = _Answer(req_id, chat, op)
         op.sig_item.connect(lambda piece: self._on_item(answer, piece))
@@ -113,7 +115,8 @@ class RemoteTransport(QObject):
 
     @staticmethod
     def _run(answer: _Answer, ctx: OpContext, messages: list[dict[str, Any]],
-             enable_thinking: bool, params: SamplingParams, model: str) -> Reply:
+             enable_thinking: bool, params: SamplingParams, model: str,
+             tools: list[dict[str, Any]] | None) -> Reply:
         def on_delta(kind: str, text: str) -> None:
             ctx.item((kind, text))
             if answer.stop.is_set():  # a stop that came before the stream was open
@@ -124,7 +127,7 @@ class RemoteTransport(QObject):
                 reply = Reply(answer.id)
             else:
                 reply = answer.chat.chat(model, messages, enable_thinking, params,
-                                         on_delta=on_delta)
+                                         on_delta=on_delta, tools=tools)
         finally:
             answer.chat.close()
         reply.id = answer.id

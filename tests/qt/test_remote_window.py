@@ -5,7 +5,9 @@ connection and a server killed mid-answer are said in words, and the partial ans
 
 from __future__ import annotations
 
+import json
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +319,43 @@ def test_a_server_killed_mid_answer_keeps_the_partial_answer(qtbot, window_env, 
               if m.role == "assistant"]
     assert stored and stored[-1].content.startswith("la la")
     save(window, "remote-chat-dropped")
+
+
+TIME_SERVER = {"time": {"command": sys.executable,
+                        "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}}
+TOKYO = '<|tool_call>call:get_current_time{timezone:<|"|>Asia/Tokyo<|"|>}<tool_call|>'
+CALL_THEN_STOP = f'root ::= "<|channel>thought\\\\n" "abc" "<channel|>" {json.dumps(TOKYO)}\n'
+ANSWER = 'root ::= "It is " [0-9] [0-9] " o clock"\n'
+
+
+def test_tools_run_through_serve(qtbot, window_env, serve_server):
+    """The window's MCP tools offered to the server's model: serve returns the call as OpenAI
+    `tool_calls`, the window asks, runs the real time server and sends the result back."""
+    from app.services.engine_client import EngineClient
+
+    client = EngineClient()
+    env = window_env(settings=make_settings(enable_thinking=True, mcp_servers=TIME_SERVER),
+                     client=client)
+    window = env.window
+    qtbot.waitUntil(lambda: window.tools.service.ready, timeout=60_000)
+    _add_server(qtbot, window, serve_server, KEY)
+    _script(window, CALL_THEN_STOP, ANSWER, max_tokens=300)
+    kinds: list[str] = []
+    client.sig_delta.connect(lambda _i, kind, _t: kinds.append(kind))
+    assert window.controller.send("What time is it in Tokyo?")
+    qtbot.waitUntil(lambda: bool(_tool_blocks(window))
+                    and _tool_blocks(window)[0].consent_buttons is not None, timeout=120_000)
+    block = _tool_blocks(window)[0]
+    assert block.name == "get_current_time" and "tool_call" in kinds
+    with qtbot.waitSignal(window.controller.sig_generation_finished, timeout=120_000):
+        block.consent_buttons.allow_button.click()
+    assert block.state == "done"
+    assert json.loads(block.result_text)["datetime"].endswith("+09:00")
+    answer = window.chat_view.last_assistant()
+    assert answer.markdown.startswith("It is ") and answer.status == "complete"
+    window.tools.service.shutdown()
+
+
+def _tool_blocks(window: Any) -> list[Any]:
+    widget = window.chat_view.last_assistant()
+    return list(widget.tool_blocks) if widget is not None else []

@@ -2,7 +2,10 @@
 
 Thinking is read from `reasoning_content` (llama-server, vLLM and SGLang with a reasoning parser,
 DeepSeek; newer vLLM calls it `reasoning`), or from Gemma's own `<|channel>thought…<channel|>`
-markers in `content` when the server leaves them there. Errors keep the partial answer.
+markers in `content` when the server leaves them there. Tool calls the server parsed
+(`tool_calls`, vLLM/SGLang with a tool-call parser, `main.py serve`) come out as Gemma's own
+`<|tool_call>…<tool_call|>` blocks, the "tool_call" pieces the app's agent loop reads; calls left
+in `content` arrive that way already. Errors keep the partial answer.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import httpx
 
 from app.core.chat.thinking import ThinkingSplitter
+from app.core.chat.tool_calls import CALL_CLOSE, CALL_OPEN, ToolCall, decode_arguments, format_call
 from app.core.engine.records import GenerationStats, Reply, SamplingParams
 from app.core.remote.media import to_openai_messages
 from app.core.remote.sse import SSEParser
@@ -57,6 +61,7 @@ class DeltaRouter:
 
     def __init__(self) -> None:
         self._splitter = ThinkingSplitter()
+        self._calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
 
     def feed(self, delta: dict[str, Any]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -66,14 +71,41 @@ class DeltaRouter:
         content = delta.get("content")
         if isinstance(content, str) and content:
             out.extend(self._splitter.feed(content))
+        for n, call in enumerate(delta.get("tool_calls") or []):
+            if not isinstance(call, dict):
+                continue
+            index = call.get("index", n)
+            slot = self._calls.setdefault(index if isinstance(index, int) else n, ["", ""])
+            function = call.get("function") or {}
+            name, arguments = function.get("name"), function.get("arguments")
+            if isinstance(name, str):
+                slot[0] += name
+            if isinstance(arguments, str):
+                slot[1] += arguments
+            elif isinstance(arguments, dict):
+                slot[1] = json.dumps(arguments)
         return out
 
     def finish(self) -> list[tuple[str, str]]:
-        return self._splitter.flush()
+        out = self._splitter.flush()
+        for _index, (name, arguments) in sorted(self._calls.items()):
+            out.append(("tool_call", _gemma_block(name, arguments)))
+        self._calls = {}
+        return out
+
+
+def _gemma_block(name: str, arguments: str) -> str:
+    """A parsed call as Gemma writes it; arguments that are not a JSON object stay as they came,
+    so the agent loop reports the call as malformed instead of running something else."""
+    try:
+        return format_call(ToolCall(name, decode_arguments(arguments)))
+    except ValueError:
+        return f"{CALL_OPEN}call:{name}{arguments}{CALL_CLOSE}"
 
 
 def request_body(model: str, messages: list[dict[str, Any]], enable_thinking: bool,
-                 params: SamplingParams, stream: bool) -> dict[str, Any]:
+                 params: SamplingParams, stream: bool,
+                 tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON of one chat request; fields that only some servers know are sent only when set."""
     body: dict[str, Any] = {
         "model": model,
@@ -94,6 +126,8 @@ def request_body(model: str, messages: list[dict[str, Any]], enable_thinking: bo
         body["seed"] = params.seed
     if params.grammar:
         body["grammar"] = params.grammar  # llama-server and llama_cpp.server
+    if tools:
+        body["tools"] = tools  # OpenAI function declarations, as the app's registry makes them
     return body
 
 
@@ -135,7 +169,8 @@ class RemoteChat:
 
     def chat(self, model: str, messages: list[dict[str, Any]], enable_thinking: bool = False,
              params: SamplingParams | None = None, *, stream: bool = True,
-             on_delta: OnDelta | None = None) -> Reply:
+             on_delta: OnDelta | None = None,
+             tools: list[dict[str, Any]] | None = None) -> Reply:
         """One answer; raises RemoteError (with the partial reply) when it cannot finish."""
         params = params or SamplingParams()
         self._stop.clear()
@@ -154,7 +189,7 @@ class RemoteChat:
                 if on_delta is not None:
                     on_delta(kind, text)
 
-        body = request_body(model, messages, enable_thinking, params, stream)
+        body = request_body(model, messages, enable_thinking, params, stream, tools)
         n_chunks = 0
         try:
             with self._request("POST", "/chat/completions", body, model, reply) as response:

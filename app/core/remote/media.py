@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import mimetypes
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,30 @@ def _part(part: Any) -> Any:
     return part
 
 
+def _call(call: Any) -> Any:
+    """A replayed tool call: OpenAI's `arguments` is a JSON string (the app keeps the object)."""
+    if isinstance(call, dict) and isinstance(call.get("function"), dict) \
+            and not isinstance(call["function"].get("arguments"), str):
+        function = {**call["function"], "arguments": json.dumps(call["function"].get("arguments")
+                                                                 or {})}
+        return {**call, "function": function}
+    return call
+
+
 def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Image and audio parts (local files the user attached) become data the server can read."""
+    """Image and audio parts (local files the user attached) become data the server can read;
+    replayed tool calls carry their arguments, and tool results their objects, as JSON text; the
+    app's own `thinking` field of
+    earlier answers stays here (servers neither want nor replay it)."""
     out: list[dict[str, Any]] = []
     for message in messages:
+        message = {k: v for k, v in message.items() if k != "thinking"}
         content = message.get("content")
         if isinstance(content, list):
-            message = {**message, "content": [_part(p) for p in content]}
+            message["content"] = [_part(p) for p in content]
+        if message.get("role") == "tool" and not isinstance(message.get("content"), str | list):
+            message["content"] = json.dumps(message.get("content"))  # a tool's result object
+        if isinstance(message.get("tool_calls"), list):
+            message["tool_calls"] = [_call(c) for c in message["tool_calls"]]
         out.append(message)
     return out
