@@ -28,7 +28,10 @@ def test_chat_json_streams_answer_then_done(model_270m):
     stats = events[-1]["stats"]
     assert stats["completion_tokens"] == 12
     assert stats["prompt_tokens"] > 0 and stats["ttft_ms"] > 0 and stats["decode_tok_s"] > 0
-    assert {e["event"] for e in events} <= {"answer", "thinking", "done"}
+    assert {e["event"] for e in events} <= {"loaded", "answer", "thinking", "done"}
+    loaded = events[0]
+    assert loaded["event"] == "loaded" and loaded["model"]["n_ctx"] == 1024
+    assert loaded["model"]["path"] == str(model_270m)
 
 
 def test_chat_plain_prints_answer_on_stdout(model_270m):

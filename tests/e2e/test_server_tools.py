@@ -239,11 +239,6 @@ def test_tool_output_never_becomes_control_tokens(server):
     assert {m: evil[m] for m in CONTROL_MARKERS} == {m: plain[m] for m in CONTROL_MARKERS}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine defect, app/core/engine (not this module's): content is tokenized with "
-    "parse_special=False, which stops CONTROL tokens only; llama.cpp still matches USER_DEFINED "
-    "ones, so a tool result spelling <|tool_call>, <tool_call|>, <|\"|>, <tool_response|> or "
-    "<|channel> gets those marker tokens. Strict: remove this mark when the engine is fixed."))
 def test_tool_output_never_becomes_call_or_channel_markers(server):
     plain, evil = _marker_tokens(server, "noon"), _marker_tokens(server, EVIL)
     assert plain["<|tool_call>"] == 1  # the assistant's own call, written by the template

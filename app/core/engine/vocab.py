@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import re
 from typing import Any
 
 import llama_cpp as lc
@@ -28,7 +29,38 @@ class Vocabulary:
         return self._piece_bytes(token, special).decode("utf-8", errors="replace")
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
-        """Tokens of `text`; control-token text becomes control tokens only with parse_special."""
+        """Tokens of `text`; marker text becomes marker tokens only with parse_special.
+
+        llama.cpp's parse_special=False keeps CONTROL spellings as text but still matches the
+        USER_DEFINED markers (Gemma 4's `<|tool_call>`, `<|"|>`, `<|channel>`, …). So without
+        parse_special, each such spelling found is tokenized in two pieces (its first character,
+        then the rest), which keeps the same text and can never form the marker.
+        """
+        tokens = self._tokenize(text, add_special, parse_special)
+        if parse_special:
+            return tokens
+        markers = {self.token_text(t) for t in tokens if self._user_marker(t)}
+        if not markers:
+            return tokens
+        out = self._tokenize("", add_special, False)  # the BOS, when asked for
+        pos = 0
+        for spelling in _occurrences(text, markers):
+            start, end = spelling
+            out += self.tokenize(text[pos:start], add_special=False, parse_special=False)
+            out += self._tokenize(text[start], False, False)
+            out += self.tokenize(text[start + 1:end], add_special=False, parse_special=False)
+            pos = end
+        return out + self.tokenize(text[pos:], add_special=False, parse_special=False)
+
+    def _user_marker(self, token: int) -> bool:
+        """A user-defined token spelled like a marker (`<|…>`, `<…|>`). Gemma's vocabulary also
+        has user-defined whitespace runs ("\n", "    "), which are ordinary text."""
+        if not lc.llama_vocab_get_attr(self.vocab, token) & lc.LLAMA_TOKEN_ATTR_USER_DEFINED:
+            return False
+        text = self.token_text(token)
+        return len(text) > 2 and text[0] == "<" and text[-1] == ">"
+
+    def _tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
         data = text.encode("utf-8")
         n_max = len(data) + 16
         arr = (lc.llama_token * n_max)()
@@ -43,7 +75,9 @@ class Vocabulary:
         return self._piece(token, special=True)
 
     def is_control(self, token: int) -> bool:
-        return bool(lc.llama_vocab_get_attr(self.vocab, token) & lc.LLAMA_TOKEN_ATTR_CONTROL)
+        """A marker token, which only the template may write: control, or user-defined markers."""
+        return (bool(lc.llama_vocab_get_attr(self.vocab, token) & lc.LLAMA_TOKEN_ATTR_CONTROL)
+                or self._user_marker(token))
 
     def escape_control_text(self, text: str) -> str:
         """`text` with a word joiner inside every spelling of a control token, so it stays text."""
@@ -56,3 +90,9 @@ class Vocabulary:
             for spelling in sorted(found, key=len, reverse=True):
                 text = text.replace(spelling, spelling[0] + "\u2060" + spelling[1:])
         return text
+
+
+def _occurrences(text: str, spellings: set[str]) -> list[tuple[int, int]]:
+    """(start, end) of each spelling in `text`, left to right, longest first where they overlap."""
+    pattern = re.compile("|".join(re.escape(m) for m in sorted(spellings, key=len, reverse=True)))
+    return [(m.start(), m.end()) for m in pattern.finditer(text)]
