@@ -30,7 +30,7 @@ from app.server.convert import (
 from app.server.engine_port import Delta, EnginePort, Error, Finished, GenRequest, PortEvent
 from app.server.guard import Guard, error_body
 from app.server.schemas import ChatRequest, CompletionRequest, TemplateRequest, TokenizeRequest
-from app.server.tools import OutCall, plan_tools, read_calls
+from app.server.tools import OutCall, declaration, plan_tools, read_calls
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # room for a few base64 images or clips, not for abuse
 
@@ -259,7 +259,8 @@ def create_app(engine: EnginePort, config: ServerConfig) -> FastAPI:
     async def apply_template(body: TemplateRequest) -> dict[str, Any]:
         messages = engine_messages(body.messages, config.media_dir)
         think = thinking_enabled(body.reasoning_effort, body.chat_template_kwargs)
-        tokens = await asyncio.to_thread(engine.tokens, messages, think)
+        declared = [declaration(t) for t in body.tools or []]
+        tokens = await asyncio.to_thread(engine.tokens, messages, think, declared or None)
         result: dict[str, Any] = {"prompt": "".join(t.piece for t in tokens)}
         if body.with_tokens:  # which pieces are control tokens and which are text
             result["tokens"] = [{"id": t.id, "piece": t.piece, "control": t.special}

@@ -67,7 +67,8 @@ class EnginePort(Protocol):
 
     def stop(self, req_id: int) -> None: ...
 
-    def tokens(self, messages: list[dict[str, Any]], enable_thinking: bool) -> list[TokenInfo]: ...
+    def tokens(self, messages: list[dict[str, Any]], enable_thinking: bool,
+               tools: list[dict[str, Any]] | None = None) -> list[TokenInfo]: ...
 
 
 class ConnectionEngine:
@@ -109,14 +110,15 @@ class ConnectionEngine:
     def stop(self, req_id: int) -> None:
         self._conn.stop(req_id)
 
-    def tokens(self, messages: list[dict[str, Any]], enable_thinking: bool) -> list[TokenInfo]:
+    def tokens(self, messages: list[dict[str, Any]], enable_thinking: bool,
+               tools: list[dict[str, Any]] | None = None) -> list[TokenInfo]:
         answer: queue.Queue[TokenList | Error] = queue.Queue()
 
         def sink(event: Any) -> None:
             answer.put(event)
 
         with self._lock:
-            req_id = self._conn.tokenize(messages, enable_thinking)
+            req_id = self._conn.tokenize(messages, enable_thinking, tools=tools)
             self._sinks[req_id] = sink
         result = answer.get(timeout=120)
         if isinstance(result, Error):
@@ -258,7 +260,8 @@ class SharedEngine:
         for req_id, conn in running:
             conn.stop(req_id)
 
-    def tokens(self, messages: list[dict[str, Any]], enable_thinking: bool) -> list[TokenInfo]:
+    def tokens(self, messages: list[dict[str, Any]], enable_thinking: bool,
+               tools: list[dict[str, Any]] | None = None) -> list[TokenInfo]:
         conn = self._connection()
         answer: queue.Queue[TokenList | Error] = queue.Queue()
 
@@ -268,7 +271,7 @@ class SharedEngine:
             else:
                 _deliver(event, answer.put)  # type: ignore[arg-type]
 
-        conn.tokenize(messages, enable_thinking, listener=listener)
+        conn.tokenize(messages, enable_thinking, listener=listener, tools=tools)
         result = answer.get(timeout=120)
         if isinstance(result, Error):
             raise EngineError(result.kind, result.message)

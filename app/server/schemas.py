@@ -107,4 +107,5 @@ class TemplateRequest(_Body):
     messages: list[Message] = Field(min_length=1)
     reasoning_effort: str | None = None
     chat_template_kwargs: dict[str, Any] | None = None
+    tools: list[ToolDef] | None = None  # rendered as the chat endpoint would declare them
     with_tokens: bool = False  # our extension: also the tokens, each marked control or text

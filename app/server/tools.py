@@ -61,7 +61,7 @@ def plan_tools(body: ChatRequest, thinking: bool) -> ToolPlan:
         raise BadRequest(f"tool_choice {choice!r} needs a non-empty tools list.", "tool_choice")
     if choice == "none":
         return ToolPlan()
-    declarations = [_declaration(t) for t in tools]
+    declarations = [declaration(t) for t in tools]
     if choice == "auto":
         return ToolPlan(declarations, None, frozenset(names))
     if body.response_format is not None and body.response_format.type != "text":
@@ -79,7 +79,7 @@ def plan_tools(body: ChatRequest, thinking: bool) -> ToolPlan:
     return ToolPlan(declarations, grammar, frozenset([only] if only else names))
 
 
-def _declaration(tool: ToolDef) -> dict[str, Any]:
+def declaration(tool: ToolDef) -> dict[str, Any]:
     """The OpenAI declaration as the template reads it (a description always present)."""
     function: dict[str, Any] = {"name": tool.function.name,
                                 "description": tool.function.description or ""}

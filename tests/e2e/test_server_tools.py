@@ -243,3 +243,25 @@ def test_tool_output_never_becomes_call_or_channel_markers(server):
     plain, evil = _marker_tokens(server, "noon"), _marker_tokens(server, EVIL)
     assert plain["<|tool_call>"] == 1  # the assistant's own call, written by the template
     assert {m: evil[m] for m in VISIBLE_MARKERS} == {m: plain[m] for m in VISIBLE_MARKERS}
+
+
+def test_apply_template_declares_the_tools_and_their_text_stays_text(server):
+    """/apply-template renders a request's tools as /v1/chat/completions would declare them; a
+    description (which an MCP server or a client wrote) is text, never marker tokens."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    tool = {"type": "function", "function": {
+        "name": "get_current_time", "description": "Current time. " + EVIL,
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}}}
+
+    def render(tools: list[dict] | None) -> dict:
+        body = {"messages": QUESTION, "with_tokens": True, **({"tools": tools} if tools else {})}
+        r = httpx.post(server + "/apply-template", headers=auth, timeout=60, json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    bare, declared = render(None), render([tool])
+    assert "get_current_time" not in bare["prompt"] and "get_current_time" in declared["prompt"]
+    assert "Current time. " + EVIL in declared["prompt"]
+    plain = render([{**tool, "function": {**tool["function"], "description": "Current time."}}])
+    controls = [t["piece"] for t in declared["tokens"] if t["control"]]
+    assert controls == [t["piece"] for t in plain["tokens"] if t["control"]]

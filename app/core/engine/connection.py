@@ -144,12 +144,16 @@ class EngineConnection:
         return req_id
 
     def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool = False,
-                     listener: Listener | None = None) -> int:
-        return self._ask(lambda i: CountTokens(i, messages, enable_thinking), listener)
+                     listener: Listener | None = None,
+                     tools: list[dict[str, Any]] | None = None) -> int:
+        return self._ask(lambda i: CountTokens(i, messages, enable_thinking, list(tools or [])),
+                         listener)
 
     def tokenize(self, messages: list[dict[str, Any]], enable_thinking: bool = False,
-                 listener: Listener | None = None) -> int:
-        return self._ask(lambda i: Tokenize(i, messages, enable_thinking), listener)
+                 listener: Listener | None = None,
+                 tools: list[dict[str, Any]] | None = None) -> int:
+        return self._ask(lambda i: Tokenize(i, messages, enable_thinking, list(tools or [])),
+                         listener)
 
     def _ask(self, make: Callable[[int], CountTokens | Tokenize],
              listener: Listener | None) -> int:

@@ -61,8 +61,9 @@ def _map_call(call: Any, fn: Callable[[str], str]) -> Any:
     return {**call, "function": {**function, "arguments": _map_strings(arguments, fn)}}
 
 
-def choose_marks(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-    """Two characters that appear in no content of these messages."""
+def choose_marks(messages: Sequence[Mapping[str, Any]],
+                 tools: Sequence[Mapping[str, Any]] = ()) -> tuple[str, str]:
+    """Two characters that appear in no content of these messages or tool declarations."""
     used: set[str] = set()
 
     def collect(text: str) -> str:
@@ -70,6 +71,7 @@ def choose_marks(messages: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
         return text
 
     map_contents(messages, collect)
+    map_tool_texts(tools, collect)
     free = [c for c in _MARK_CANDIDATES if c not in used]
     return free[0], free[1]
 
@@ -79,10 +81,34 @@ def map_contents(messages: Sequence[Mapping[str, Any]], fn: Callable[[str], str]
     return [_map_message(message, fn) for message in messages]
 
 
+def map_tool_texts(tools: Sequence[Mapping[str, Any]], fn: Callable[[str], str]) -> list[Any]:
+    """Copies of tool declarations with `fn` applied to every description in them: text the
+    tool's author wrote (an MCP server, an API client), which the template writes out."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: fn(v) if k == "description" and isinstance(v, str) else walk(v)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return [walk(tool) for tool in tools]
+
+
 def wrap_contents(messages: Sequence[Mapping[str, Any]], marks: tuple[str, str]) -> list[dict[str, Any]]:
     """Copies of the messages with every piece of content text between the two marks."""
+    return map_contents(messages, _wrap(marks))
+
+
+def wrap_tool_texts(tools: Sequence[Mapping[str, Any]], marks: tuple[str, str]) -> list[Any]:
+    """Copies of the declarations with every description between the two marks."""
+    return map_tool_texts(tools, _wrap(marks))
+
+
+def _wrap(marks: tuple[str, str]) -> Callable[[str], str]:
     start, end = marks
-    return map_contents(messages, lambda text: f"{start}{text}{end}" if text else text)
+    return lambda text: f"{start}{text}{end}" if text else text
 
 
 def split_marked(text: str, marks: tuple[str, str]) -> list[Segment]:

@@ -14,6 +14,7 @@ from app.core.engine.prompt_text import (
     match_template,
     split_marked,
     wrap_contents,
+    wrap_tool_texts,
 )
 from app.core.engine.records import EngineError, GenerationStats, ModelInfo
 
@@ -56,8 +57,10 @@ class EngineSession:
             raise EngineError("input", "No model is loaded. Open a model first.")
         return self.engine.info
 
-    def render(self, messages: list[dict[str, Any]], enable_thinking: bool, *, generation: bool = True) -> str:
-        """The prompt text exactly as the model's chat template writes it."""
+    def render(self, messages: list[dict[str, Any]], enable_thinking: bool, *, generation: bool = True,
+               tools: list[Any] | None = None) -> str:
+        """The prompt text exactly as the model's chat template writes it (`tools`: in place of
+        the request's declarations)."""
         from app.core.chat.prompt import plain_prompt, render_prompt
 
         template = self.engine.chat_template
@@ -71,7 +74,7 @@ class EngineSession:
                 bos_token=self.engine.bos_text,
                 eos_token=self.engine.eos_text,
                 add_generation_prompt=generation,
-                tools=self.tools or None,
+                tools=(self.tools if tools is None else tools) or None,
             )
         except Exception as exc:  # noqa: BLE001 - any template error is the model's fault: say so
             raise EngineError("input", f"The model's chat template failed: {exc}") from exc
@@ -81,9 +84,10 @@ class EngineSession:
         if not self.engine.chat_template:  # a base model's plain prompt is all text
             return self.engine.tokenize(self.render(messages, enable_thinking), add_special=True,
                                         parse_special=False)
-        marks = choose_marks(messages)
+        marks = choose_marks(messages, self.tools)
         plain = self.render(messages, enable_thinking, generation=generation)
-        marked = self.render(wrap_contents(messages, marks), enable_thinking, generation=generation)
+        marked = self.render(wrap_contents(messages, marks), enable_thinking, generation=generation,
+                             tools=wrap_tool_texts(self.tools, marks))
         tokens: list[int] = []
         for text, is_content in match_template(split_marked(marked, marks), plain):
             tokens += self.engine.tokenize(text, add_special=False, parse_special=not is_content)
