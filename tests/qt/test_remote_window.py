@@ -49,6 +49,14 @@ def _fill_form(qtbot: Any, window: Any, url: str, key: str = "") -> Any:
     return box
 
 
+def _cancel(qtbot: Any, window: Any, box: Any) -> None:
+    """Close the form unsaved, and the dialog."""
+    box.cancel_button.click()
+    assert not box.form_frame.isVisible() and box.servers() == []
+    box.window().reject()
+    qtbot.waitUntil(lambda: window.settings_wiring.dialog is None, timeout=5000)
+
+
 def _wait_result(qtbot: Any, box: Any, start: str) -> str:
     qtbot.waitUntil(lambda: box.result.text().startswith(start), timeout=30_000)
     return str(box.result.text())
@@ -223,7 +231,7 @@ def test_serve_with_a_key_wrong_key_unknown_model_and_refused(qtbot, window_env,
 
     # A wrong key: said as such, in words, before anything is saved.
     box = _fill_form(qtbot, window, serve_server, "not-the-key")
-    text = _wait_result(qtbot, box, "The server refused the API key (401)")
+    _wait_result(qtbot, box, "The server refused the API key (401)")
     save(box.window(), "settings-model-add-server-401")
     box.key.clear()
     qtbot.keyClicks(box.key, KEY)
@@ -233,18 +241,14 @@ def test_serve_with_a_key_wrong_key_unknown_model_and_refused(qtbot, window_env,
     box.test_button.click()
     text = _wait_result(qtbot, box, "127.0.0.1")
     assert "has no model 'no-such-model'" in text
-    box.cancel_button.click()
-    box.window().reject()
-    qtbot.waitUntil(lambda: window.settings_wiring.dialog is None, timeout=5000)
+    _cancel(qtbot, window, box)
 
     # Nobody listening: connection refused.
     box = _fill_form(qtbot, window, f"127.0.0.1:{free_port()}")
     box.test_button.click()
     text = _wait_result(qtbot, box, "Could not connect")
     assert "connection refused" in text
-    box.cancel_button.click()
-    box.window().reject()
-    qtbot.waitUntil(lambda: window.settings_wiring.dialog is None, timeout=5000)
+    _cancel(qtbot, window, box)
 
     info = _add_server(qtbot, window, serve_server, KEY)
     assert str(info["name"]).endswith(serve_server.removeprefix("http://"))
