@@ -5,9 +5,11 @@ A native crash in llama.cpp kills only this process; ending it gives all GPU mem
 stdin carries requests, the original stdout carries events, and fd 1 is pointed at stderr so
 that nothing printed by a library can corrupt the protocol.
 
-Requests are served one at a time in arrival order. Stop names its request: a reader thread
-handles it the moment it arrives (a flag, not a queue), so it never waits behind the generation
-it is meant to stop, and a stop for a request still queued drops that request.
+Requests are served one at a time in arrival order, or, for a model loaded with n_parallel > 1,
+up to that many generations at once, decoded together (`batching`); more wait in arrival order.
+Stop names its request: a reader thread handles it the moment it arrives (a flag, not a queue),
+so it never waits behind the generation it is meant to stop, and a stop for a request still
+queued drops that request.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -90,36 +93,42 @@ class _PieceSender:
 class _Stops:
     """Which requests the client asked to stop; shared by the reader thread and the worker."""
 
-    def __init__(self, stop_event: threading.Event) -> None:
-        self._event = stop_event
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running: int | None = None
+        self._running: dict[int, threading.Event] = {}
         self._cancelled: set[int] = set()
+        self._closing = False
 
     def request(self, req_id: int) -> None:
         with self._lock:
-            if req_id == self._running:
-                self._event.set()
+            event = self._running.get(req_id)
+            if event is not None:
+                event.set()
             else:
                 self._cancelled.add(req_id)
 
-    def begin(self, req_id: int) -> bool:
-        """Mark `req_id` running; False when it was stopped before it started."""
+    def begin(self, req_id: int, event: threading.Event) -> bool:
+        """Mark `req_id` running, stopped through `event`; False when it was stopped before it started."""
         with self._lock:
             if req_id in self._cancelled:
                 self._cancelled.discard(req_id)
                 return False
-            self._running = req_id
-            self._event.clear()
+            self._running[req_id] = event
+            if self._closing:
+                event.set()
+            else:
+                event.clear()
             return True
 
-    def end(self) -> None:
+    def end(self, req_id: int) -> None:
         with self._lock:
-            self._running = None
+            self._running.pop(req_id, None)
 
     def stop_all(self) -> None:
         with self._lock:
-            self._event.set()
+            self._closing = True
+            for event in self._running.values():
+                event.set()
 
 
 def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
@@ -138,7 +147,7 @@ def run_host() -> int:
 
     engine = LlamaEngine()
     session = EngineSession(engine)
-    stops = _Stops(engine.stop_event)
+    stops = _Stops()
     jobs: queue.Queue[Request | None] = queue.Queue()
 
     def reader() -> None:
@@ -165,17 +174,98 @@ def run_host() -> int:
 
     threading.Thread(target=reader, name="engine-host-reader", daemon=True).start()
     out.send(Ready(os.getpid()))
+    batched: _Batched | None = None
     while True:
-        request = jobs.get()
+        if batched is not None and batched.has_work():
+            try:
+                request = jobs.get_nowait()
+            except queue.Empty:
+                batched.step()
+                continue
+        else:
+            request = jobs.get()
         if request is None or isinstance(request, Shutdown):
             break
         try:
+            if batched is not None and isinstance(request, Generate):
+                batched.submit(request)
+                continue
+            if batched is not None and isinstance(request, LoadModel):
+                batched.finish_all()  # what was asked before the new model is answered first
+                batched = None
             _handle(request, session, out, stops, jobs.empty)
+            if isinstance(request, LoadModel) and engine.slots:
+                batched = _Batched(engine, session, out, stops)
         except Exception as exc:  # noqa: BLE001 - a bug in one request must not end the host
             traceback.print_exc()
             out.send(Failed(getattr(request, "id", None), "internal", str(exc), request.TAG))
     engine.close()
     return 0
+
+
+class _Batched:
+    """The worker's side of a model loaded with n_parallel > 1: a fair (FIFO) queue of
+    generations in front of the batch runner's slots; events name each request's id."""
+
+    def __init__(self, engine: object, session: object, out: _Output, stops: _Stops) -> None:
+        from app.core.engine.batching import BatchRunner
+        from app.core.engine.llama_engine import LlamaEngine
+        from app.core.engine.session import EngineSession
+
+        assert isinstance(engine, LlamaEngine) and isinstance(session, EngineSession)
+        self._runner = BatchRunner(engine, session)
+        self._out = out
+        self._stops = stops
+        self._waiting: deque[Generate] = deque()
+        self._senders: dict[int, _PieceSender] = {}  # by slot sequence
+        self._ids: dict[int, int] = {}  # request id by slot sequence
+
+    def submit(self, request: Generate) -> None:
+        self._waiting.append(request)
+
+    def has_work(self) -> bool:
+        """Whether a step is due; when none is, settles one idle slot's last answer instead
+        (as the single-sequence host does while the user reads it)."""
+        return bool(self._waiting) or self._runner.busy() or self._runner.settle_one()
+
+    def finish_all(self) -> None:
+        while self._waiting or self._runner.busy():
+            self.step()
+
+    def step(self) -> None:
+        self._admit()
+        for slot, result in self._runner.step():
+            req_id = self._ids.pop(slot._seq)
+            self._senders.pop(slot._seq).flush()
+            self._stops.end(req_id)
+            if isinstance(result, EngineError):
+                self._out.send(Failed(req_id, result.kind, result.message, Generate.TAG))
+            else:
+                self._out.send(Done(req_id, result))
+
+    def _admit(self) -> None:
+        runner = self._runner
+        while self._waiting and runner.free():
+            request = self._waiting.popleft()
+            stop = threading.Event()
+            if not self._stops.begin(request.id, stop):
+                self._out.send(Done(request.id, GenerationStats(stopped=True, finish_reason="stopped")))
+                continue
+            sender = _PieceSender(self._out, request.id)
+            try:
+                slot = runner.start(request, sender, stop)
+            except EngineError as exc:
+                self._stops.end(request.id)
+                sender.flush()
+                self._out.send(Failed(request.id, exc.kind, exc.message, request.TAG))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug in one request must not end the host
+                traceback.print_exc()
+                self._stops.end(request.id)
+                self._out.send(Failed(request.id, "internal", str(exc), request.TAG))
+                continue
+            self._senders[slot._seq] = sender
+            self._ids[slot._seq] = request.id
 
 
 def _handle(request: Request, session: object, out: _Output, stops: _Stops,
@@ -189,14 +279,14 @@ def _handle(request: Request, session: object, out: _Output, stops: _Stops,
             info = session.load(request, on_progress=lambda f: out.send(Progress(f)))
             out.send(Loaded(info))
         elif isinstance(request, Generate):
-            if not stops.begin(request.id):
+            if not stops.begin(request.id, session.engine.stop_event):
                 out.send(Done(request.id, GenerationStats(stopped=True, finish_reason="stopped")))
                 return
             sender = _PieceSender(out, request.id)
             try:
                 stats = session.generate(request, on_piece=sender)
             finally:
-                stops.end()
+                stops.end(request.id)
                 sender.flush()
             out.send(Done(request.id, stats))
             if idle():  # while the user reads the answer; a waiting request goes first

@@ -13,7 +13,8 @@ import ctypes
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class LlamaEngine(PromptCache, Vocabulary):
         self._batch: Any = None
         self._n_batch = 512
         self._n_swa = 0
+        self.slots: list[Any] = []  # app.core.engine.batching.Slot per sequence when n_parallel > 1
         # Keep ctypes callbacks alive as long as llama.cpp may call them.
         self._abort_cb = lc.ggml_abort_callback(lambda _data: self.stop_event.is_set())
         self._no_abort_cb = lc.ggml_abort_callback()
@@ -116,10 +118,13 @@ class LlamaEngine(PromptCache, Vocabulary):
         on_progress: Callable[[float], None] | None = None,
         kv_type: str = "f16",
         n_cpu_moe: int = 0,
+        n_parallel: int = 1,
     ) -> ModelInfo:
         """Load a GGUF (and optionally its projector); raises EngineError with a plain message.
 
         flash_attn None chooses: on with GPU offload, off on the CPU (see `exact_numerics`).
+        n_parallel > 1 makes one sequence per slot for continuous batching (see `batching`); the
+        context is split evenly between them, and `ModelInfo.n_ctx` is one request's share.
         """
         self.close()
         check_gguf_file(path)
@@ -164,6 +169,11 @@ class LlamaEngine(PromptCache, Vocabulary):
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.no_perf = True
+        # One KV stream per sequence (not unified): a sequence's cells start at 0 as when it is
+        # alone, and decoding several sequences in one batch gives each the logits it gets alone
+        # (measured bit for bit on the 270M; a unified cache differs by up to 1.07).
+        cparams.n_seq_max = max(1, n_parallel)
+        cparams.kv_unified = False
         # The planner's memory figures assume these (llama.cpp's default swa_full=True would keep
         # the whole context in every sliding-window layer); the prompt cache copes via checkpoints.
         cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -188,6 +198,10 @@ class LlamaEngine(PromptCache, Vocabulary):
         self._n_batch = n_batch
         self._n_swa = lc.llama_model_n_swa(model)
         self._batch = lc.llama_batch_init(n_batch, 0, 1)
+        if n_parallel > 1:
+            from app.core.engine.batching import Slot
+
+            self.slots = [Slot(self, seq) for seq in range(n_parallel)]
 
         self.chat_template = self._meta("tokenizer.chat_template")
         self.bos_text = self._piece(lc.llama_vocab_bos(self.vocab), special=True)
@@ -197,7 +211,7 @@ class LlamaEngine(PromptCache, Vocabulary):
             path=path,
             name=name,
             arch=self._meta("general.architecture") or "unknown",
-            n_ctx=lc.llama_n_ctx(ctx),
+            n_ctx=lc.llama_n_ctx_seq(ctx),  # one request's share when several run at once
             n_ctx_train=n_ctx_train,
             n_gpu_layers=min(mparams.n_gpu_layers, lc.llama_model_n_layer(model) + 1),
             n_layers=lc.llama_model_n_layer(model),
@@ -247,6 +261,7 @@ class LlamaEngine(PromptCache, Vocabulary):
             backends.release_freed_memory()
         self._tokens = []
         self._checkpoints = []
+        self.slots = []
         self.info = None
 
     # ----- helpers -------------------------------------------------------------------------
@@ -259,13 +274,13 @@ class LlamaEngine(PromptCache, Vocabulary):
         lc.llama_model_meta_val_str(self.model, key.encode(), buf, size + 1)
         return buf.value.decode("utf-8", errors="replace")
 
-    def decode(self, tokens: list[int], *, logits_last: bool) -> None:
-        """Decode tokens at the end of the cache, in full batches; honours the stop flag."""
+    @contextmanager
+    def _abortable(self) -> Iterator[None]:
         # ggml polls the abort callback after every graph node: worth it for long prompts,
-        # measurable overhead for single-token decodes, so it is on only here.
+        # measurable overhead for single-token decodes, so it is on only around prompts.
         lc.llama_set_abort_callback(self.ctx, self._abort_cb, None)
         try:
-            self._decode_chunks(tokens, logits_last)
+            yield
         finally:
             lc.llama_set_abort_callback(self.ctx, self._no_abort_cb, None)
 
@@ -278,14 +293,6 @@ class LlamaEngine(PromptCache, Vocabulary):
         """After an answer, when another request waits: its tokens leave the cache unsettled."""
         if self.ctx:
             self.settle(self._n_prompt, decode=False)
-
-    def eval_media_chunk(self, prepared: Any, index: int, virtual: list[int], *, logits_last: bool) -> None:
-        """Encode one image/audio chunk of a prepared prompt at the end of the cache."""
-        n_past = len(self._tokens)
-        new_n_past = prepared.eval_chunk(self.ctx, index, n_past, self._n_batch, logits_last=logits_last)
-        if new_n_past - n_past != len(virtual):
-            raise EngineError("internal", "libmtmd placed the media at unexpected positions.")
-        self._tokens.extend(virtual)
 
     # ----- generation ----------------------------------------------------------------------
 
@@ -315,14 +322,7 @@ class LlamaEngine(PromptCache, Vocabulary):
     ) -> GenerationStats:
         """Run `prefill` (which leaves the prompt's last logits ready), then sample until done."""
         t0 = time.perf_counter()
-        n_ctx = lc.llama_n_ctx(self.ctx)
-        stats = GenerationStats(prompt_tokens=n_prompt, n_ctx=n_ctx)
-        if n_prompt >= n_ctx:
-            raise EngineError(
-                "context",
-                f"The conversation is longer than the model's context ({n_prompt:,} tokens, "
-                f"context {n_ctx:,}). Start a new chat or raise the context length in Settings.",
-            )
+        stats = GenerationStats(prompt_tokens=n_prompt, n_ctx=self.check_fits(n_prompt))
         self.stop_event.clear()
         sampler = make_sampler(self.vocab, params)
         self._n_prompt = n_prompt
@@ -334,11 +334,26 @@ class LlamaEngine(PromptCache, Vocabulary):
             stats.finish_reason = "stopped"
         finally:
             lc.llama_sampler_free(sampler)
-        stats.n_past = len(self._tokens)
+        self.close_stats(stats, len(self._tokens))
+        return stats
+
+    def check_fits(self, n_prompt: int) -> int:
+        """One request's context (all of it, or a slot's share); EngineError if the prompt fills it."""
+        n_ctx = int(lc.llama_n_ctx_seq(self.ctx))
+        if n_prompt >= n_ctx:
+            share = f", a {len(self.slots)}-request server's share" if self.slots else ""
+            raise EngineError(
+                "context",
+                f"The conversation is longer than the model's context ({n_prompt:,} tokens, "
+                f"context {n_ctx:,}{share}). Start a new chat or raise the context length in Settings.",
+            )
+        return n_ctx
+
+    def close_stats(self, stats: GenerationStats, n_past: int) -> None:
+        stats.n_past = n_past
         stats.offload = backends.offload_from_log(llama_log.lines(), id(self.model))
         stats.cpu_variant = backends.cpu_variant()
         backends.mark_cpu_variant_working()  # the first decode went through on this variant
-        return stats
 
     def _generate_loop(
         self,
@@ -348,9 +363,8 @@ class LlamaEngine(PromptCache, Vocabulary):
         stats: GenerationStats,
         t0: float,
     ) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        emit = TokenEmitter(self, on_piece, stats, t0)
         n_ctx = stats.n_ctx
-        t_first = t_last = 0.0
         batch = self._batch
         idx = -1
         clock = time.perf_counter
@@ -360,21 +374,8 @@ class LlamaEngine(PromptCache, Vocabulary):
                 raise Stopped
             token = lc.llama_sampler_sample(sampler, self.ctx, idx)
             t_sampled = clock()
-            if lc.llama_vocab_is_eog(self.vocab, token):
+            if not emit.take(token, n):
                 return
-            raw = self._piece_bytes(token, True)
-            text = decoder.decode(raw)
-            if text in END_OF_TURN_TEXTS:
-                return
-            if text:
-                on_piece(text)
-            t_last = time.perf_counter()
-            if n == 0:
-                t_first = t_last
-                stats.ttft_ms = (t_first - t0) * 1000.0
-            stats.completion_tokens = n + 1
-            if n > 0:
-                stats.decode_tok_s = n / (t_last - t_first) if t_last > t_first else 0.0
             if len(self._tokens) + 1 >= n_ctx:
                 stats.finish_reason = "context"
                 return
@@ -394,3 +395,36 @@ class LlamaEngine(PromptCache, Vocabulary):
             self._tokens.append(token)
             idx = 0
         stats.finish_reason = "length"
+
+
+class TokenEmitter:
+    """One answer's sampled tokens -> text pieces, with its time-to-first-token and decode rate."""
+
+    def __init__(self, engine: LlamaEngine, on_piece: Callable[[str], None], stats: GenerationStats,
+                 t0: float) -> None:
+        self._engine = engine
+        self._on_piece = on_piece
+        self._stats = stats
+        self._t0 = t0
+        self._t_first = 0.0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def take(self, token: int, n: int) -> bool:
+        """Answer token number n; False when it ends the answer (end of generation or of turn)."""
+        engine = self._engine
+        if lc.llama_vocab_is_eog(engine.vocab, token):
+            return False
+        text = self._decoder.decode(engine._piece_bytes(token, True))
+        if text in END_OF_TURN_TEXTS:
+            return False
+        if text:
+            self._on_piece(text)
+        t_last = time.perf_counter()
+        stats = self._stats
+        if n == 0:
+            self._t_first = t_last
+            stats.ttft_ms = (t_last - self._t0) * 1000.0
+        stats.completion_tokens = n + 1
+        if n > 0:
+            stats.decode_tok_s = n / (t_last - self._t_first) if t_last > self._t_first else 0.0
+        return True

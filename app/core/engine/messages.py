@@ -38,6 +38,8 @@ class LoadModel:
     swa_full: bool = False
     kv_type: str = "f16"  # "f16" | "q8_0": the KV cache's element type
     n_cpu_moe: int = 0  # MoE: layers whose expert tensors stay in host memory
+    # Requests answered at once, decoded together (continuous batching); each gets n_ctx / n_parallel.
+    n_parallel: int = 1
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class EngineSession:
             on_progress=on_progress,
             kv_type=request.kv_type,
             n_cpu_moe=n_cpu_moe,
+            n_parallel=max(1, request.n_parallel),
         )
         if request.chat_template:  # a template supplied for a base model that has none
             self.engine.chat_template = request.chat_template
@@ -113,12 +114,20 @@ class EngineSession:
             from app.core.engine.media_prompt import generate_with_media
 
             return generate_with_media(self, messages, request.enable_thinking, request.params, on_piece)
-        if request.prompt is not None:  # raw completion: the caller writes control tokens itself
-            tokens = self.engine.tokenize(request.prompt, add_special=True)
-            checkpoint = None
-        else:
-            tokens, checkpoint = self.prompt_tokens(messages, request.enable_thinking)
+        tokens, checkpoint = self.request_tokens(request)
         return self.engine.generate_tokens(tokens, request.params, on_piece, checkpoint_at=checkpoint)
+
+    def request_tokens(self, request: Generate) -> tuple[list[int], int | None]:
+        """A text request's prompt tokens and cache checkpoint (see prompt_tokens)."""
+        self._require_model()
+        self.tools = request.tools
+        if request.prompt is not None:  # raw completion: the caller writes control tokens itself
+            return self.engine.tokenize(request.prompt, add_special=True), None
+        return self.prompt_tokens(request.messages, request.enable_thinking)
+
+    @staticmethod
+    def has_media(request: Generate) -> bool:
+        return _has_media(request.messages)
 
     def count_tokens(self, messages: list[dict[str, Any]], enable_thinking: bool,
                      tools: list[dict[str, Any]] | None = None) -> int:
