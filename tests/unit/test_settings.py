@@ -72,6 +72,7 @@ def test_round_trip_every_field() -> None:
         server_port=9090,
         server_lan=True,
         server_allow_switch=True,
+        remote_server="gpu-box",
     )
     # Every field differs from its default, so the test notices a field that is not saved.
     for item in dataclasses.fields(Settings):
