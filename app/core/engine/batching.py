@@ -2,8 +2,10 @@
 
 The context holds one llama.cpp sequence per slot, each in a KV stream of its own (n_ctx / N
 cells; `LlamaEngine.load`). Every step decodes the next token of every answering slot in ONE
-llama_decode, and at most one prompt batch of one slot still reading its prompt goes between two
-such steps, so a long prompt delays the others by one batch at a time, never by its whole length.
+llama_decode; between two such steps go prompt batches of slots still reading their prompts, up
+to n_batch tokens in all (as llama-server shares its batch), so requests that arrive together
+start together, and a long prompt delays the others by one batch at a time, never by its whole
+length.
 
 Exactness, as for one sequence (see prompt_cache): with separate KV streams a token's logits do
 not depend on which other sequences share its batch (measured bit for bit on the 270M, with 1, 2
@@ -206,20 +208,23 @@ class BatchRunner:
         return slot
 
     def step(self) -> list[tuple[Slot, GenerationStats | EngineError]]:
-        """One prompt batch (if a slot reads its prompt), then one token for every answering
-        slot; returns the answers that ended, with their stats or their error."""
+        """Prompt batches of slots reading their prompts (in arrival order, up to n_batch tokens
+        in all, at least one batch), then one token for every answering slot; returns the
+        answers that ended, with their stats or their error."""
         ended: list[tuple[Slot, GenerationStats | EngineError]] = []
         for slot in self._order:  # stopped while waiting for its prompt's turn: end it now
             if slot.run is not None and slot.run.steps is not None and slot.stop_event.is_set():
                 slot.run.finish("stopped")
-        reading = [s for s in self._order if s.run is not None and s.run.steps is not None]
-        if reading:
-            slot = reading[0]
-            assert slot.run is not None
-            try:
-                slot.run.prefill_step()
-            except EngineError as exc:
-                ended.append((slot, exc))
+        budget = self.engine._n_batch  # prompt tokens per step, as llama-server's batch
+        for slot in self._order:
+            while budget > 0 and slot.run is not None and slot.run.steps is not None:
+                before = len(slot._tokens)
+                try:
+                    slot.run.prefill_step()
+                except EngineError as exc:
+                    ended.append((slot, exc))
+                    break
+                budget -= max(1, len(slot._tokens) - before)
         answering = [s for s in self._order if s.run is not None and s.run.token is not None]
         if answering:
             error = self._decode(answering)
