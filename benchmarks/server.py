@@ -1,17 +1,25 @@
 """API server speed: `main.py serve` and `python -m llama_cpp.server` beside raw llama.cpp.
 
     .venv/bin/python benchmarks/server.py [--model PATH] [--threads 2] [--tokens 48] [--clients 1,2,4,8]
+                                          [--rounds 3]
 
 Same model, threads, context and raw prompt (/v1/completions, greedy) for all three.
 Raw llama.cpp: its C API in this process, N sequences decoded in one batch (one llama_decode per
-step for all N), greedy. Servers: N concurrent streaming HTTP clients. Reported: single-client
-TTFT and decode tok/s; aggregate tok/s at each N = all tokens / wall time from the first request
-to the last token (prompt processing included, for raw llama.cpp too).
+step for all N), greedy. Servers: N concurrent streaming HTTP clients; `main.py serve` runs with
+`--parallel` = the largest N (continuous batching, --ctx per slot), llama_cpp.server as it is
+(it answers one request at a time). Reported: single-client TTFT and decode tok/s; aggregate tok/s
+at each N = all tokens / wall time from the first request to the last token (prompt processing
+included, for raw llama.cpp too).
+
+The machine may be shared: the three run interleaved (every round measures raw, serve and
+llama_cpp.server at each N in turn), and each cell is the median over the rounds, with the spread
+(max/min - 1) of every row printed below the table as the noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -20,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -147,6 +156,11 @@ def measure(url: str, clients: int, n_tokens: int) -> tuple[float, float, float]
     return (first - t0) * 1000, decode, sum(r[3] for r in results) / (end - start)
 
 
+def _median(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    ttft, decode, agg = zip(*runs, strict=True)
+    return statistics.median(ttft), statistics.median(decode), statistics.median(agg)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--model", type=Path, default=None)
@@ -154,6 +168,7 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=48)
     p.add_argument("--ctx", type=int, default=1024, help="context per sequence")
     p.add_argument("--clients", default="1,2,4,8")
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     if args.model is None:
         from tests.fixtures.models import gemma3_270m_path
@@ -161,30 +176,45 @@ def main() -> int:
         args.model = gemma3_270m_path()
     MODEL_ID[0] = args.model.name
     counts = [int(c) for c in args.clients.split(",")]
-    rows: dict[str, dict[int, tuple[float, float, float]]] = {}
+    most = max(counts)
+    samples: dict[str, dict[int, list[tuple[float, float, float]]]] = {}
 
-    raw = RawBatched(str(args.model), args.threads, args.ctx, max(counts))
+    raw = RawBatched(str(args.model), args.threads, args.ctx, most)
     raw.run(1, PROMPT, 4)  # warm-up
-    rows["raw llama.cpp (batched)"] = {n: raw.run(n, PROMPT, args.tokens) for n in counts}
     logs = Path(tempfile.mkdtemp(prefix="server-bench-"))
     servers = {
-        "main.py serve": lambda port: gemma_serve(args.model, port, "--threads",
-                                                  str(args.threads), "--ctx", str(args.ctx)),
+        "main.py serve": lambda port: gemma_serve(
+            args.model, port, "--threads", str(args.threads), "--ctx", str(args.ctx * most),
+            "--parallel", str(most)),
         "llama_cpp.server": lambda port: llama_cpp_server(
             args.model, port, logs / "llama.log", args.ctx,
             ["--n_threads", str(args.threads), "--interrupt_requests", "False"]),  # queue, not drop
     }
-    for name, command in servers.items():
-        port = free_port()
-        ready = "/health" if name == "main.py serve" else "/v1/models"
-        with running(command(port), ready, port, logs / f"{port}.log"):
-            url = f"http://127.0.0.1:{port}"
-            measure(url, 1, 4)  # warm-up
-            rows[name] = {n: measure(url, n, args.tokens) for n in counts}
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        for name, command in servers.items():
+            port = free_port()
+            ready = "/health" if name == "main.py serve" else "/v1/models"
+            stack.enter_context(running(command(port), ready, port, logs / f"{port}.log"))
+            urls[name] = f"http://127.0.0.1:{port}"
+            measure(urls[name], 1, 4)  # warm-up
+        def server_run(url: str) -> Callable[[int], tuple[float, float, float]]:
+            return lambda n: measure(url, n, args.tokens)
+
+        runners: dict[str, Callable[[int], tuple[float, float, float]]] = {
+            "raw llama.cpp (batched)": lambda n: raw.run(n, PROMPT, args.tokens),
+            **{name: server_run(url) for name, url in urls.items()},
+        }
+        for _ in range(args.rounds):
+            for n in counts:
+                for name, run in runners.items():
+                    samples.setdefault(name, {}).setdefault(n, []).append(run(n))
+    rows = {name: {n: _median(v) for n, v in data.items()} for name, data in samples.items()}
 
     ref = rows["raw llama.cpp (batched)"]
     print(f"\nmodel {args.model.name}, {args.threads} threads, {args.tokens} tokens a client, "
-          "greedy, /v1/completions streamed\n")
+          f"greedy, /v1/completions streamed; serve --parallel {most}; median of {args.rounds} "
+          "interleaved rounds\n")
     print(f"{'':26} {'TTFT ms':>8} {'1-client tok/s':>15}  " +
           "  ".join(f"{'agg@' + str(n):>8}" for n in counts))
     for name, data in rows.items():
@@ -195,6 +225,11 @@ def main() -> int:
         ratio = "  ".join(f"{rows[name][n][2] / ref[n][2]:8.2f}" for n in counts)
         single = rows[name][counts[0]][1] / ref[counts[0]][1]
         print(f"{name + ' / raw':26} {'':8} {single:15.2f}  {ratio}")
+    print("\nnoise, spread of aggregate tok/s over the rounds (max/min - 1):")
+    for name, runs in samples.items():
+        spread = "  ".join(f"{max(r[2] for r in v) / max(1e-9, min(r[2] for r in v)) - 1:8.0%}"
+                           for v in runs.values())
+        print(f"{name:26} {'':8} {'':15}  {spread}")
     if FAILED:
         print(f"\nstreams that failed (connection dropped by the server): {len(FAILED)}")
     print(f"\nmedian raw decode tok/s over N: {statistics.median(r[1] for r in ref.values()):.1f}")

@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None,
                    help=f"require this key (Bearer); saved owner-only; or ${API_KEY_ENV}")
     p.add_argument("--parallel", type=int, default=1,
-                   help="requests served at once (more wait their turn in arrival order)")
+                   help="requests answered at once, decoded together; each gets --ctx / N tokens "
+                        "of context (more wait their turn in arrival order)")
     p.add_argument("--ctx", type=int, default=DEFAULT_N_CTX, help="context length in tokens")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--n-gpu-layers", type=int, default=None)
@@ -65,9 +66,6 @@ def run_serve(argv: list[str]) -> int:
         key = load_key()
         if key:
             sys.stderr.write(f"note: using the API key saved in {key_path()}\n")
-    if args.parallel > 1:  # continuous batching in the engine host is not there yet
-        sys.stderr.write("note: the engine answers one request at a time for now; others wait "
-                         "their turn in arrival order.\n")
     options = ServeOptions(model, args.mmproj or find_projector(model), args.host, args.port, key,
                            max(1, args.parallel), args.ctx, args.threads, args.n_gpu_layers,
                            list(args.cors))

@@ -80,14 +80,16 @@ def serve(options: ServeOptions) -> int:
     try:
         info = engine.start(LoadModel(str(options.model), str(options.mmproj) if options.mmproj
                                       else None, options.n_ctx, options.n_gpu_layers,
-                                      options.threads))
+                                      options.threads, n_parallel=max(1, options.parallel)))
         config = ServerConfig(media_dir=paths.cache_dir() / "server-media",
                               api_key=options.api_key, cors_origins=options.cors_origins,
                               installed=installed_models)
         api = create_app(engine, config)
         port = sock.getsockname()[1]
         shown = f"[{options.host}]" if ":" in options.host else options.host
-        print(f"Serving {Path(info.path).name} on http://{shown}:{port}/v1", flush=True)
+        at_once = (f", {options.parallel} requests at once, {info.n_ctx:,} tokens of context each"
+                   if options.parallel > 1 else "")
+        print(f"Serving {Path(info.path).name} on http://{shown}:{port}/v1{at_once}", flush=True)
         server = uvicorn.Server(uvicorn.Config(api, log_level="warning", access_log=False,
                                                timeout_graceful_shutdown=2))
         server.run(sockets=[sock])
