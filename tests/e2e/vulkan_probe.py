@@ -30,8 +30,7 @@ def main(model: str, gpu_layers: int, prompt: str, logits_out: str) -> None:
     llama_log.install(echo=False)
     llama_log.clear()
     engine = LlamaEngine()
-    fa = {"0": False, "1": True}.get(os.environ.get("PROBE_FA", ""))
-    info = engine.load(model, n_gpu_layers=gpu_layers, n_threads=2, n_ctx=2048, flash_attn=fa,
+    info = engine.load(model, n_gpu_layers=gpu_layers, n_threads=2, n_ctx=2048,
                        n_cpu_moe=int(os.environ.get("PROBE_CPU_MOE", "0")))
     offload = backends.offload_from_log(llama_log.lines(), id(engine.model))
     buffers = llama_log.buffers_by_device()

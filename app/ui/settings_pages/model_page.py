@@ -347,7 +347,8 @@ class ModelPage(SettingsPage):
             self.gpu_layers.blockSignals(True)
             self.gpu_layers.setValue(layers)
             self.gpu_layers.blockSignals(False)
-        est = estimate(shape, ctx, layers, self._options(), self._machine.has_gpu)
+        est = estimate(shape, ctx, layers, self._options(), self._machine.has_gpu,
+                       gpu_max_tensor=self._machine.gpu_max_tensor)
         self.memory_label.setText(memory_text(est, self._machine, layers))
 
     def _set_gpu_manual(self, manual: bool) -> None:
