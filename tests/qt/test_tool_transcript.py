@@ -26,9 +26,10 @@ STEPS = (
 )
 
 
-def test_stored_steps_show_in_order_with_their_outcomes(qapp: QApplication) -> None:
+def test_stored_steps_show_in_order_with_their_outcomes(qapp: QApplication, qtbot) -> None:
     theme.ThemeManager(qapp, "light").apply()
     widget = AssistantMessageWidget("Gemma")
+    qtbot.addWidget(widget)  # closed and deleted by pytest-qt, its pending events with it
     widget.set_content("It is 3 am in Tokyo.", "final thought", 0.5, "complete", {}, STEPS)
     assert [b.state for b in widget.tool_blocks] == ["done", "denied", "error"]
     done, denied, malformed = widget.tool_blocks
@@ -46,8 +47,9 @@ def test_stored_steps_show_in_order_with_their_outcomes(qapp: QApplication) -> N
     assert index[id(widget.thinking)] < index[id(widget.answer)] < index[id(widget.footer)]
 
 
-def test_inline_consent_answers_once_and_goes_away(qapp: QApplication) -> None:
+def test_inline_consent_answers_once_and_goes_away(qapp: QApplication, qtbot) -> None:
     block = ToolBlock("get_current_time", {"timezone": "Asia/Tokyo"})
+    qtbot.addWidget(block)
     answers: list[Consent] = []
     buttons = block.ask_consent()
     buttons.sig_answered.connect(answers.append)
