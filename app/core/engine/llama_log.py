@@ -23,6 +23,7 @@ _partial_level = 0
 _sizes: list[str] = []  # buffer-size lines, kept apart: debug lines would push them out of _lines
 _callback: Any = None
 _echo = True
+keep_debug = False  # tests that read llama.cpp's debug lines (tensor placement) turn this on
 
 _SIZE_RE = re.compile(r"([\w.-]+)\s+(model|KV|compute|output)\s+buffer size\s*=\s*([\d.]+)\s*MiB", re.I)
 
@@ -42,7 +43,7 @@ def _on_log(level: int, text: bytes | None, _data: Any) -> None:
         _partial.clear()
         # Debug lines go to the log file only: a Vulkan graph reservation writes hundreds of them,
         # which would push a load's "offloaded X/Y layers" line out of the kept tail.
-        if _partial_level != GGML_LOG_LEVEL_DEBUG:
+        if _partial_level != GGML_LOG_LEVEL_DEBUG or keep_debug:
             _lines.append((_partial_level, line))
         if _SIZE_RE.search(line):
             _sizes.append(line)
