@@ -78,11 +78,9 @@ def recent_errors() -> list[str]:
 def memory_summary() -> dict[str, int]:
     """Bytes llama.cpp allocated, by kind (model / KV / compute / output), summed over devices."""
     totals: dict[str, int] = {}
-    for line in _sizes:
-        m = _SIZE_RE.search(line)
-        if m:
-            kind = m.group(2).lower()
-            totals[kind] = totals.get(kind, 0) + int(float(m.group(3)) * 1024 * 1024)
+    for kinds in buffers_by_device().values():
+        for kind, size in kinds.items():
+            totals[kind] = totals.get(kind, 0) + size
     return totals
 
 
