@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import llama_cpp as lc
 
+from app.core.engine.emitter import TokenEmitter
 from app.core.engine.messages import Generate
 from app.core.engine.prompt_cache import PromptCache
 from app.core.engine.records import EngineError, GenerationStats, SamplingParams, Stopped
@@ -99,8 +100,6 @@ class SlotRun:
 
     def __init__(self, slot: Slot, n_prompt: int, params: SamplingParams,
                  on_piece: Callable[[str], None]) -> None:
-        from app.core.engine.llama_engine import TokenEmitter
-
         engine = slot.engine
         self.slot = slot
         self.params = params

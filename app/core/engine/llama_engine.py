@@ -8,7 +8,6 @@ prompt prefix is reused across turns, with SWA checkpoints so sliding-window mod
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import os
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import llama_cpp as lc
 
 from app.core.engine import backends, llama_log
+from app.core.engine.emitter import TokenEmitter
 from app.core.engine.model_file import check_gguf_file, explain_load_failure
 from app.core.engine.prompt_cache import PromptCache
 from app.core.engine.records import (
@@ -32,9 +32,6 @@ from app.core.engine.records import (
 )
 from app.core.engine.sampling import make_sampler
 from app.core.engine.vocab import Vocabulary
-
-END_OF_TURN_TEXTS = ("<turn|>", "<end_of_turn>")
-
 
 _backend_ready = False
 
@@ -397,35 +394,3 @@ class LlamaEngine(PromptCache, Vocabulary):
             idx = 0
         stats.finish_reason = "length"
 
-
-class TokenEmitter:
-    """One answer's sampled tokens -> text pieces, with its time-to-first-token and decode rate."""
-
-    def __init__(self, engine: LlamaEngine, on_piece: Callable[[str], None], stats: GenerationStats,
-                 t0: float) -> None:
-        self._engine = engine
-        self._on_piece = on_piece
-        self._stats = stats
-        self._t0 = t0
-        self._t_first = 0.0
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def take(self, token: int, n: int) -> bool:
-        """Answer token number n; False when it ends the answer (end of generation or of turn)."""
-        engine = self._engine
-        if lc.llama_vocab_is_eog(engine.vocab, token):
-            return False
-        text = self._decoder.decode(engine._piece_bytes(token, True))
-        if text in END_OF_TURN_TEXTS:
-            return False
-        if text:
-            self._on_piece(text)
-        t_last = time.perf_counter()
-        stats = self._stats
-        if n == 0:
-            self._t_first = t_last
-            stats.ttft_ms = (t_last - self._t0) * 1000.0
-        stats.completion_tokens = n + 1
-        if n > 0:
-            stats.decode_tok_s = n / (t_last - self._t_first) if t_last > self._t_first else 0.0
-        return True
