@@ -3,6 +3,8 @@
 Send: ChatSession.send -> client.generate(engine_messages) -> deltas into the view ->
 ChatSession.finish with the stats. Stop keeps the partial answer as "stopped"; an engine crash
 keeps it as "interrupted". The window owns the widgets; this class owns the flow.
+Over 400 lines: send, stream, stop, crash and the tool loop's hand-off are one state machine;
+the answer in progress lives in chat_generation.py and the tool turns in chat_tools.py.
 """
 
 from __future__ import annotations
