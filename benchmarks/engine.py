@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/engine.py [--model PATH] [--runs 3] [--tokens 128] [--threads N]
                                           [--busy N]
 
-Reference: llama.cpp's C API driven directly (llama_decode + a greedy sampler), in this process.
+Reference: llama.cpp's C API driven directly (llama_decode + a greedy sampler), in this process,
+with the app's settings (on the CPU: the batch-invariant kernels of the exact prompt cache);
+llama.cpp's defaults are measured beside it to show what those kernels cost.
 App: engine host process + pipe + EngineConnection's reader thread + thinking splitter + 30 ms
 batches + the Qt signal into the main thread, measured where the GUI receives the text: decode
 speed is the tokens between the first and the last text the GUI thread received. Runs alternate.
@@ -49,27 +51,35 @@ GEMMA3_TEMPLATE = (
 class RawLlama:
     """llama.cpp's C API driven directly with a greedy sampler: the reference.
 
-    Same context settings as the app's engine (flash attention on, SWA cache not full, 512 batch),
-    loaded once like the app's model, KV cache cleared between runs.
+    Same settings as the app's engine (SWA cache not full, 512 batch, and on the CPU the
+    batch-invariant kernels its exact prompt cache needs: no repacked weights, no flash
+    attention; see exact_numerics), loaded once like the app's model, KV cache cleared between
+    runs. `defaults=True`: llama.cpp's own defaults instead (repacked weights, flash attention),
+    to show what the exact cache costs.
     """
 
-    def __init__(self, model_path: str, threads: int, n_ctx: int, gpu_layers: int = 0) -> None:
+    def __init__(self, model_path: str, threads: int, n_ctx: int, gpu_layers: int = 0,
+                 defaults: bool = False) -> None:
         import llama_cpp as lc
 
         from app.core.engine.backends import load_backends
+        from app.core.engine.llama_engine import exact_numerics
 
         self.lc = lc
         load_backends()  # BACKEND_DL builds: the same CPU variant and GPU modules as the app
         lc.llama_backend_init()
         self._quiet = lc.llama_log_callback(lambda *_: None)  # must outlive every llama.cpp call
         lc.llama_log_set(self._quiet, None)
+        exact = not defaults and exact_numerics(gpu_layers)
         mp = lc.llama_model_default_params()
         mp.n_gpu_layers = 999 if gpu_layers < 0 else gpu_layers
+        mp.use_extra_bufts = not exact
         self.model = lc.llama_model_load_from_file(model_path.encode(), mp)
         cp = lc.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, 512, 512
         cp.n_threads = cp.n_threads_batch = threads
-        cp.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        cp.flash_attn_type = (lc.LLAMA_FLASH_ATTN_TYPE_DISABLED if exact
+                              else lc.LLAMA_FLASH_ATTN_TYPE_ENABLED)
         cp.swa_full = False
         cp.no_perf = True
         self.ctx = lc.llama_init_from_model(self.model, cp)
@@ -303,7 +313,7 @@ def _measure(args: argparse.Namespace) -> int:
         args.model = str(gemma3_270m_path())
 
     from app.core.engine.backends import parse_gpu_layers
-    from app.core.engine.llama_engine import default_threads
+    from app.core.engine.llama_engine import default_threads, exact_numerics
 
     gpu_layers = parse_gpu_layers(args.gpu_layers) or 0
     app_threads = args.threads or default_threads()
@@ -311,12 +321,16 @@ def _measure(args: argparse.Namespace) -> int:
     # at every core, and the best of them counts (the app must hold up against the best choice).
     raw_threads = sorted({app_threads} | ({1, os.cpu_count() or 1} if args.busy else set()))
     raws = {t: RawLlama(args.model, t, args.ctx, gpu_layers) for t in raw_threads}
+    # What the exact prompt cache's CPU settings cost: llama.cpp's defaults at the app's threads.
+    fast = (RawLlama(args.model, app_threads, args.ctx, gpu_layers, defaults=True)
+            if exact_numerics(gpu_layers) else None)
+    fast_tps: list[float] = []
     app = AppPath(args.model, app_threads, args.ctx, gpu_layers=gpu_layers)
     raw_tps: dict[int, list[float]] = {t: [] for t in raw_threads}
     raw_ttft: dict[int, list[float]] = {t: [] for t in raw_threads}
     app_ttft, app_tps = [], []
     host_us, gui_us = [], []
-    for raw in raws.values():
+    for raw in [*raws.values(), *([fast] if fast else [])]:
         raw.run("Warm up.", 8)
     app.run(prompt="Warm up.", n_tokens=8)
     for i in range(args.runs):
@@ -326,6 +340,8 @@ def _measure(args: argparse.Namespace) -> int:
             ttft, tps = raw.run(prompt, args.tokens)
             raw_ttft[t].append(ttft)
             raw_tps[t].append(tps)
+        if fast is not None:
+            fast_tps.append(fast.run(prompt, args.tokens)[1])
         st = app.run(prompt=prompt, n_tokens=args.tokens, heartbeat=False)
         app_ttft.append(st["gui_ttft_ms"])
         app_tps.append(st["gui_decode_tok_s"])
@@ -342,6 +358,10 @@ def _measure(args: argparse.Namespace) -> int:
         (f"decode tok/s, app ({app_threads} threads, received by the GUI thread)",
          f"{med(app_tps):.1f}", ""),
         ("decode ratio app/best raw", f"{ratio:.3f}", target),
+        *([(f"decode tok/s, raw llama.cpp defaults (repacked weights, flash attention), "
+             f"{app_threads} thread{'s' if app_threads > 1 else ''}", f"{med(fast_tps):.1f}", ""),
+           ("cost of the exact cache's kernels: raw same settings / raw defaults",
+            f"{med(raw_tps[app_threads]) / med(fast_tps):.3f}", "")] if fast_tps else []),
         ("per token: host, outside llama_decode + sampler (us)", f"{med(host_us):.1f}", ""),
         ("per token: CPU of the receiving (GUI) process (us)", f"{med(gui_us):.1f}", ""),
         ("per token: work outside llama.cpp, total (us)", f"{med(host_us) + med(gui_us):.1f}",

@@ -197,7 +197,9 @@ class EngineConnection:
         last_flush = 0.0
         while True:
             pending = self._has_pending()
-            wait = max(0.0, last_flush + COALESCE_S - time.monotonic()) if pending else COALESCE_S
+            # Nothing held back: sleep until the host writes (no wake-ups while a slow answer
+            # streams, which on a small machine would take CPU from llama.cpp).
+            wait = max(0.0, last_flush + COALESCE_S - time.monotonic()) if pending else None
             try:
                 events = self._host.read_events(wait)
             except (ProtocolError, OSError, ValueError) as exc:

@@ -10,8 +10,6 @@ import codecs
 import time
 from collections.abc import Callable
 
-import llama_cpp as lc
-
 from app.core.engine.records import GenerationStats
 from app.core.engine.vocab import Vocabulary
 
@@ -32,10 +30,10 @@ class TokenEmitter:
 
     def take(self, token: int, n: int) -> bool:
         """Answer token number n; False when it ends the answer (end of generation or of turn)."""
-        engine = self._engine
-        if lc.llama_vocab_is_eog(engine.vocab, token):
+        piece = self._engine.answer_piece(token)
+        if piece is None:
             return False
-        text = self._decoder.decode(engine._piece_bytes(token, True))
+        text = self._decoder.decode(piece)
         if text in END_OF_TURN_TEXTS:
             return False
         if text:

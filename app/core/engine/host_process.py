@@ -160,8 +160,9 @@ class HostProcess:
             proc.stdin.write(data)
             proc.stdin.flush()
 
-    def read_events(self, timeout: float) -> list[Event] | None:
-        """Events that arrive within `timeout` seconds ([] if none); None once the host's output ended."""
+    def read_events(self, timeout: float | None) -> list[Event] | None:
+        """Events that arrive within `timeout` seconds (None: until some do; [] if none); None once
+        the host's output ended."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         ready, _, _ = select.select([fd], [], [], timeout)

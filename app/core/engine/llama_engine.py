@@ -49,9 +49,10 @@ def exact_numerics(n_gpu_layers: int) -> bool:
     """Whether to run with batch-invariant kernels, so the prompt cache is exact (see prompt_cache).
 
     On the CPU, flash attention and repacked weights give results that depend on how a prompt is
-    cut into batches; without them they do not, at no measurable cost in speed on this class of
-    model (270M: 377 vs 381 tok/s prompt, 60 vs 59 tok/s decode). GPU kernels differ by batch
-    size whatever we choose, so with offload the fast settings stay.
+    cut into batches; without them they do not. The cost depends on the CPU variant: none
+    measurable on zen4 (270M decode 60 vs 59 tok/s), 2-7% on haswell (48.3 vs 51.9 tok/s; the
+    benchmark's "cost of the exact cache's kernels" row). GPU kernels differ by batch size
+    whatever we choose, so with offload the fast settings stay.
     """
     return n_gpu_layers == 0 or not lc.llama_supports_gpu_offload()
 
@@ -98,6 +99,7 @@ class LlamaEngine(PromptCache, Vocabulary):
         self._abort_cb = lc.ggml_abort_callback(lambda _data: self.stop_event.is_set())
         self._no_abort_cb = lc.ggml_abort_callback()
         self._piece_buf = ctypes.create_string_buffer(64)
+        self._answer_pieces = {}
 
     # ----- loading -------------------------------------------------------------------------
 
@@ -154,6 +156,7 @@ class LlamaEngine(PromptCache, Vocabulary):
             raise EngineError("load", explain_load_failure(path, llama_log.recent_errors()))
         self.model = model
         self.vocab = lc.llama_model_get_vocab(model)
+        self._answer_pieces = {}
         n_ctx_train = lc.llama_model_n_ctx_train(model)
         if n_ctx <= 0:
             n_ctx = n_ctx_train
@@ -363,6 +366,12 @@ class LlamaEngine(PromptCache, Vocabulary):
         emit = TokenEmitter(self, on_piece, stats, t0)
         n_ctx = stats.n_ctx
         batch = self._batch
+        # One token a step: only its id and position change from one step to the next.
+        batch.n_tokens = 1
+        batch.n_seq_id[0] = 1
+        batch.seq_id[0][0] = 0
+        batch.logits[0] = True
+        token_at, pos_at = batch.token, batch.pos
         idx = -1
         # This thread's CPU time: the work itself, not the moments another process held the core.
         clock = time.thread_time
@@ -377,12 +386,8 @@ class LlamaEngine(PromptCache, Vocabulary):
             if len(self._tokens) + 1 >= n_ctx:
                 stats.finish_reason = "context"
                 return
-            batch.n_tokens = 1
-            batch.token[0] = token
-            batch.pos[0] = len(self._tokens)
-            batch.n_seq_id[0] = 1
-            batch.seq_id[0][0] = 0
-            batch.logits[0] = True
+            token_at[0] = token
+            pos_at[0] = len(self._tokens)
             outside += clock() - t_sampled
             stats.overhead_us = outside / (n + 1) * 1e6
             rc = lc.llama_decode(self.ctx, batch)
