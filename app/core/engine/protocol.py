@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 _HEADER = struct.Struct(">I")
+# Built once: json.dumps with options builds a new encoder at every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -22,7 +24,7 @@ class ProtocolError(Exception):
 
 def encode(message: dict[str, Any]) -> bytes:
     """Frame one message."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = _ENCODER.encode(message).encode("utf-8")
     return _HEADER.pack(len(body)) + body
 
 
