@@ -95,6 +95,10 @@ def run_gui(argv: list[str]) -> int:
     app.setDesktopFileName("gemma-desktop")  # Wayland shells match the window to the menu entry
     window = build_main_window(app, model=args.model, mmproj=args.mmproj)
     window.show()
+    if getattr(window, "welcome", None) is not None:
+        # First start: the welcome screen's pick uses the Hub's current files (a background
+        # listing, at most once a day), not only the approximate sizes shipped with the app.
+        window.models_context().refresh_if_stale()
     if os.environ.get("GEMMA_DESKTOP_STARTUP_PROBE"):
         from app.self_test import install_startup_probe
 

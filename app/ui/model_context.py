@@ -18,7 +18,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.core.catalog import Catalog, Entry, add_user_repo, load_catalog, refresh_from_hub
+from app.core.catalog import (
+    Catalog,
+    Entry,
+    add_user_repo,
+    listing_age,
+    load_catalog,
+    refresh_from_hub,
+)
 from app.core.download import AuthRequiredError, ModelStore, env_offline
 from app.core.download.store import LOCAL_REPO, InstalledModel, is_projector
 from app.core.engine.messages import DEFAULT_N_CTX
@@ -32,6 +39,7 @@ from app.services.operations import Operation
 
 log = logging.getLogger(__name__)
 
+LISTING_MAX_AGE_S = 24 * 3600  # the first screen re-lists the Hub when its listing is older
 PAIRS_FILE = "local_projectors.json"  # imported model file name -> imported projector file name
 
 
@@ -312,6 +320,17 @@ class ModelsContext(QObject):
         task = BackgroundTask("catalog-refresh", work, self)
         self._track(task)
         task.sig_finished.connect(self._on_catalog_loaded)
+        return task
+
+    def refresh_if_stale(self) -> BackgroundTask | None:
+        """Start a refresh when the Hub was last listed over a day ago (or never), unless offline:
+        the shipped catalog's sizes are approximate and some file names come from public listings."""
+        age = listing_age()
+        if self.offline or (age is not None and age < LISTING_MAX_AGE_S):
+            return None
+        task = self.refresh_task()
+        task.sig_failed.connect(lambda message: log.info("catalog refresh failed: %s", message))
+        task.start()
         return task
 
     def add_repo_task(self, repo_id: str, variant_id: str) -> BackgroundTask:

@@ -194,3 +194,59 @@ def test_one_click_download_verifies_loads_and_lands_in_the_chat(
         client.shutdown()
         window.close()
         store.close()
+
+
+def test_first_start_lists_the_hub_once_a_day_and_the_pick_follows_it(
+    qtbot, tmp_path, monkeypatch, local_hub: LocalHub  # noqa: F811
+):
+    """The shipped catalog is approximate: at first start the app lists the Hub in the background
+    (once a day, never offline) and the welcome pick is planned again with the listed files. A
+    curated community repo lists every quant it publishes, yet lends the recommendation only the
+    Q4 it was chosen for."""
+    from app.core.catalog import listing_age
+    from app.core.hardware.speed import MachineSpeed
+    from app.ui.model_rows import file_size
+    from tests.fixtures.hub_server import random_file
+
+    repo = "unsloth/gemma-4-E2B-it-GGUF"
+    names = ("gemma-4-E2B-it-Q4_K_M.gguf", "gemma-4-E2B-it-Q8_0.gguf", "gemma-4-E2B-it-BF16.gguf",
+             "mmproj-F16.gguf")
+    local_hub.add_repo(repo, {n: random_file(tmp_path / "src" / n, 3000 + 100 * i, seed=i)
+                              for i, n in enumerate(names)})
+    monkeypatch.setenv("HF_ENDPOINT", local_hub.endpoint)
+    probe = HardwareProbe()
+    probe.set_report(cpu_report(8))
+    # A CPU on which a Q4 E2B reaches the 8 tok/s floor and the shipped Q8_0 does not.
+    probe.set_speed(MachineSpeed("test", bandwidth=25e9, core_rate=70e9, core_flops=17e9,
+                                 cpu_threads=4))
+    ctx = ModelsContext(Settings(), probe=probe)
+    pane = WelcomePane(ctx)
+    qtbot.addWidget(pane)
+    try:
+        pick = f"{repo}:Q4_K_M"
+        assert pane.entry_id == pick, pane.reason.text()
+        shipped = ctx.catalog.entry(pick)
+        assert shipped.file.size == 3_106_736_256 and shipped.mmproj.filename == "mmproj-F16.gguf"
+        assert pane.download_button.text() == f"Download ({file_size(ctx.download_bytes(shipped))})"
+        assert "Q8_0 would be ≈ " in pane.reason.text()
+
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert ctx.refresh_if_stale() is None and listing_age() is None  # offline: no listing
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        task = ctx.refresh_if_stale()
+        assert task is not None
+        with qtbot.waitSignal(ctx.sig_catalog_changed, timeout=60_000):
+            pass
+        assert listing_age() is not None and ctx.refresh_if_stale() is None  # not again today
+
+        listed = ctx.catalog.entry(pick)
+        assert listed.file.size == (tmp_path / "src" / names[0]).stat().st_size
+        assert pane.entry_id == pick  # the refreshed Q4 is still the one that meets the floor
+        assert pane.download_button.text() == f"Download ({file_size(ctx.download_bytes(listed))})"
+        # Every quant the repo publishes is in the catalog; only its Q4 may be recommended.
+        shown = {e.id for e in ctx.catalog.entries()}
+        offered = {e.id for e in ctx.catalog.entries(official_only=True)}
+        assert {f"{repo}:Q8_0", f"{repo}:BF16", pick} <= shown
+        assert pick in offered and not {f"{repo}:Q8_0", f"{repo}:BF16"} & offered
+    finally:
+        ctx.shutdown()

@@ -30,6 +30,13 @@ def test_cpu_only_pick_is_a_q4_quant_that_meets_the_floor() -> None:
     assert plan.explanation.endswith("tok/s (32k context, on the CPU)"), plan.explanation
     weighed = {(p.candidate.variant, p.candidate.quant) for p in plan.alternatives if p.candidate}
     assert ("E4B", "Q8_0") in weighed and ("E2B", "Q8_0") in weighed
+    # Each alternative says its own speed against the floor, not the pick's reasoning.
+    for p in plan.alternatives:
+        assert p.candidate is not None and p.predicted_decode_tok_s is not None
+        side = "meets" if p.predicted_decode_tok_s >= 8 else "below"
+        assert p.explanation == (f"{p.candidate.variant} {p.candidate.quant}: ≈ "
+                                 f"{p.predicted_decode_tok_s:.0f} tok/s here, {side} the 8 tok/s "
+                                 "floor"), p.explanation
 
 
 def test_a_lower_floor_allows_the_stronger_quant() -> None:

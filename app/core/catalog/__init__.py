@@ -12,6 +12,7 @@ from app.core.catalog.catalog import (
     add_user_repo,
     builtin_catalog,
     files_from_listing,
+    listing_age,
     load_catalog,
     quant_of,
     refresh_from_hub,
@@ -19,5 +20,5 @@ from app.core.catalog.catalog import (
 
 __all__ = [
     "Catalog", "CatalogError", "Entry", "FileEntry", "Repo", "Variant", "add_user_repo",
-    "builtin_catalog", "files_from_listing", "load_catalog", "quant_of", "refresh_from_hub",
+    "builtin_catalog", "files_from_listing", "listing_age", "load_catalog", "quant_of", "refresh_from_hub",
 ]

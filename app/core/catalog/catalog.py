@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -28,6 +29,8 @@ QUANT_ORDER = (
     "Q4_1", "Q4_0", "IQ4_XS", "IQ4_NL", "Q3_K_XL", "Q3_K_M", "Q3_K_S", "IQ3_M", "IQ3_XXS",
     "Q2_K_XL", "Q2_K", "IQ2_M",
 )
+# A curated community repo lends the recommendation this quant only (Q4 where ggml-org has none).
+CURATED_QUANTS = ("Q4_K_M",)
 # Average bits per weight of each quant, for size estimates before a header is read.
 QUANT_BITS = {
     "F32": 32.0, "BF16": 16.0, "F16": 16.0, "Q8_0": 8.5, "Q6_K": 6.56, "Q6_K_XL": 6.8,
@@ -73,6 +76,15 @@ class Repo:
     def recommendable(self) -> bool:
         """Shipped (official or curated) and its files confirmed by a listing."""
         return (self.official or self.curated) and self.verified
+
+    @property
+    def recommendable_files(self) -> tuple[FileEntry, ...]:
+        """What the recommendation may pick here: every official file; of a curated repo, whose
+        Hub listing brings every quant it publishes, only the quant it was chosen for."""
+        if not self.recommendable:
+            return ()
+        return self.files if self.official else tuple(
+            f for f in self.files if f.quant in CURATED_QUANTS)
 
 
 @dataclass(frozen=True)
@@ -225,9 +237,8 @@ class Catalog:
         out: list[Entry] = []
         for v in self.variants:
             for r in v.repos:
-                if official_only and not r.recommendable:
-                    continue
-                out.extend(Entry(v, r, f) for f in sorted(r.files, key=lambda f: quant_rank(f.quant)))
+                files = r.recommendable_files if official_only else r.files
+                out.extend(Entry(v, r, f) for f in sorted(files, key=lambda f: quant_rank(f.quant)))
         return out
 
     def entry(self, model_id: str) -> Entry:
@@ -317,6 +328,12 @@ def _merge_listing(catalog: Catalog, variant_id: str, listed: Repo) -> Catalog:
                                                  verified=True))
 
 
+def listing_age() -> float | None:
+    """Seconds since a refresh last listed the Hub; None if none ever did."""
+    listed_at = (_read_json(paths.cache_dir() / CACHE_FILE) or {}).get("listed_at")
+    return max(0.0, time.time() - listed_at) if isinstance(listed_at, (int, float)) else None
+
+
 def add_user_repo(variant_id: str, repo_id: str, listing: Iterable[Any] = ()) -> Catalog:
     """Add another repository (e.g. 'unsloth/gemma-4-E4B-it-GGUF') and remember it."""
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
@@ -352,6 +369,7 @@ def refresh_from_hub(list_remote_files: ListRemote | None = None) -> Catalog:
     cache = _read_json(paths.cache_dir() / CACHE_FILE) or {"schema_version": 1, "repos": []}
     cached = {i["repo"]["repo_id"].lower(): i for i in cache.get("repos", []) if "repo" in i}
     errors = []
+    listed_any = False
     for variant in catalog.variants:
         for repo in variant.repos:
             try:
@@ -361,7 +379,10 @@ def refresh_from_hub(list_remote_files: ListRemote | None = None) -> Catalog:
                 continue
             listed = replace(repo, files=models, mmproj=projectors, verified=True)
             cached[repo.repo_id.lower()] = {"variant": variant.id, "repo": _repo_dict(listed)}
+            listed_any = True
     cache["repos"] = list(cached.values())
     cache["errors"] = errors
+    if listed_any:  # a refresh that reached nothing (offline) is tried again next time
+        cache["listed_at"] = time.time()
     _write_json(paths.cache_dir() / CACHE_FILE, cache)
     return load_catalog()

@@ -321,7 +321,10 @@ def recommend_by_speed(candidates: list[Candidate], m: Machine, speed: MachineSp
         assert pick.candidate is not None
         why = (f"{pick.candidate.variant} {pick.candidate.quant}: {_tok_s(tok(pick))} here, the "
                f"fastest that fits; it will be slow on this machine (below {floor:.0f} tok/s)")
-    others = tuple(p for p in weighed if p is not pick)
+    others = tuple(replace(p, explanation=(
+        f"{p.candidate.variant} {p.candidate.quant}: {_tok_s(tok(p))} here, "
+        f"{'meets' if tok(p) >= floor else 'below'} the {floor:.0f} tok/s floor"))
+        for p in weighed if p is not pick and p.candidate is not None)
     assert pick.candidate is not None
     where = (pick.explanation.split(", ", 1)[1] if pick.n_cpu_moe else
              describe(pick.candidate, pick.n_ctx, pick.gpu_layers, "").split(", ", 1)[1][:-2])
