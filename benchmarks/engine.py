@@ -328,7 +328,7 @@ def _measure(args: argparse.Namespace) -> int:
     app = AppPath(args.model, app_threads, args.ctx, gpu_layers=gpu_layers)
     raw_tps: dict[int, list[float]] = {t: [] for t in raw_threads}
     raw_ttft: dict[int, list[float]] = {t: [] for t in raw_threads}
-    app_ttft, app_tps = [], []
+    app_ttft, app_tps, host_tps = [], [], []
     host_us, gui_us = [], []
     for raw in [*raws.values(), *([fast] if fast else [])]:
         raw.run("Warm up.", 8)
@@ -345,6 +345,7 @@ def _measure(args: argparse.Namespace) -> int:
         st = app.run(prompt=prompt, n_tokens=args.tokens, heartbeat=False)
         app_ttft.append(st["gui_ttft_ms"])
         app_tps.append(st["gui_decode_tok_s"])
+        host_tps.append(st["host_decode_tok_s"])
         host_us.append(st["host_overhead_us"])
         gui_us.append(st["gui_process_cpu_us"])
     app.close()
@@ -358,6 +359,7 @@ def _measure(args: argparse.Namespace) -> int:
         (f"decode tok/s, app ({app_threads} threads, received by the GUI thread)",
          f"{med(app_tps):.1f}", ""),
         ("decode ratio app/best raw", f"{ratio:.3f}", target),
+        ("decode tok/s, app as its engine host measures it", f"{med(host_tps):.1f}", ""),
         *([(f"decode tok/s, raw llama.cpp defaults (repacked weights, flash attention), "
              f"{app_threads} thread{'s' if app_threads > 1 else ''}", f"{med(fast_tps):.1f}", ""),
            ("cost of the exact cache's kernels: raw same settings / raw defaults",
