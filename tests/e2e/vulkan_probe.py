@@ -52,12 +52,13 @@ def _decode_and_device_speed(engine: object, lc: object, rounds: int = 3) -> dic
 
     from app.core.hardware.gpu_timing import time_gpus
 
-    decode, rate, per_op = [], [], []
+    decode, rate, per_op, norm_op = [], [], [], []
     one = (lc.llama_token * 1)()  # type: ignore[attr-defined]
     for i in range(rounds):
         (timing,) = time_gpus().values()
         rate.append(timing.rate)
         per_op.append(timing.per_op)
+        norm_op.append(timing.norm_op)
         for k in range(3):
             one[0] = 200 + 3 * i + k
             t = time.perf_counter()
@@ -65,7 +66,8 @@ def _decode_and_device_speed(engine: object, lc: object, rounds: int = 3) -> dic
             lc.llama_get_logits_ith(engine.ctx, -1)  # type: ignore[attr-defined]
             decode.append(time.perf_counter() - t)
             assert rc == 0, rc
-    return {"decode_tok_s": 1.0 / min(decode), "rate": max(rate), "per_op": min(per_op)}
+    return {"decode_tok_s": 1.0 / min(decode), "rate": max(rate), "per_op": min(per_op),
+            "norm_op": min(norm_op)}
 
 
 if __name__ == "__main__":

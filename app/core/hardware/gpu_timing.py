@@ -6,7 +6,10 @@ ctypes, timed after a warm-up run (the first run compiles the device's pipelines
 come out:
 - `rate`: weight bytes read per second by large products (the bandwidth-bound part);
 - `per_op`: seconds each operation costs beyond its bytes (dispatch and synchronisation, which
-  weigh on small models and on software devices such as lavapipe).
+  weigh on small models and on software devices such as lavapipe);
+- `norm_op`: seconds of one RMS norm, a workgroup-wide reduction. On most GPUs it costs what any
+  small operation does; on lavapipe, which runs a workgroup's barriers on CPU threads, about 7x
+  a small product, and Gemma 4 runs about 8 norms per layer.
 
 It runs in the hardware probe's child process, since creating a device context holds memory for
 the life of the process.
@@ -23,7 +26,7 @@ GGML_TYPE_F32 = 0
 GGML_TYPE_Q4_K = 12
 _Q4_K_BYTES_PER_256 = 144
 _ROWS = 4096  # each weight: 4096 x 4096 Q4_K, 9 MiB (under every device's storage range)
-_SMALL = 256  # the dispatch probe: 256 x 1 products
+_VECTOR = 2048  # the activation vector of the chained-operation probes
 
 
 class _InitParams(ctypes.Structure):
@@ -35,6 +38,7 @@ class _InitParams(ctypes.Structure):
 class DeviceTiming:
     rate: float  # weight bytes per second in matrix-vector products
     per_op: float  # seconds per operation beyond reading its weights
+    norm_op: float = 0.0  # seconds per RMS norm of one activation vector
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -46,6 +50,8 @@ def _bind(lib: ctypes.CDLL) -> None:
         "ggml_free": (None, [p]),
         "ggml_new_tensor_2d": (p, [p, ctypes.c_int, i64, i64]),
         "ggml_mul_mat": (p, [p, p, p]),
+        "ggml_rms_norm": (p, [p, p, ctypes.c_float]),
+        "ggml_scale": (p, [p, p, ctypes.c_float]),
         "ggml_new_graph": (p, [p]),
         "ggml_build_forward_expand": (None, [p, p]),
         "ggml_backend_dev_init": (p, [p, ctypes.c_char_p]),
@@ -62,9 +68,10 @@ def _bind(lib: ctypes.CDLL) -> None:
 
 
 def _run(lib: ctypes.CDLL, backend: int, n_ops: int, size: int, repeats: int,
-         rows: int | None = None) -> float:
-    """Best seconds for one graph of `n_ops` products of distinct Q4_K weights (size columns,
-    `rows` rows, square by default) with one vector."""
+         chain: str = "") -> float:
+    """Best seconds for one graph of `n_ops` products of distinct square Q4_K weights with one
+    vector of `size`; `chain` "scale" or "norm": instead a chain of `n_ops` such operations on
+    the vector, each waiting for the one before, as a decode graph's operations do."""
     tensors = 3 * n_ops + 8
     ctx = lib.ggml_init(_InitParams(tensors * lib.ggml_tensor_overhead() + lib.ggml_graph_overhead(),
                                     None, True))
@@ -75,7 +82,12 @@ def _run(lib: ctypes.CDLL, backend: int, n_ops: int, size: int, repeats: int,
         graph = lib.ggml_new_graph(ctx)
         x = lib.ggml_new_tensor_2d(ctx, GGML_TYPE_F32, size, 1)
         for _ in range(n_ops):
-            w = lib.ggml_new_tensor_2d(ctx, GGML_TYPE_Q4_K, size, rows or size)
+            if chain:
+                x = (lib.ggml_rms_norm(ctx, x, 1e-6) if chain == "norm"
+                     else lib.ggml_scale(ctx, x, 0.5))
+                lib.ggml_build_forward_expand(graph, x)
+                continue
+            w = lib.ggml_new_tensor_2d(ctx, GGML_TYPE_Q4_K, size, size)
             lib.ggml_build_forward_expand(graph, lib.ggml_mul_mat(ctx, w, x))
         buf = lib.ggml_backend_alloc_ctx_tensors(ctx, backend)
         if not buf:
@@ -103,16 +115,18 @@ def time_device(lib: ctypes.CDLL, device: int, budget_s: float = 0.5) -> DeviceT
     if not backend:
         raise OSError("the device could not be opened")
     try:
-        # One-row products: their bytes are nothing, their time is the dispatch.
+        # A chain of small operations: no weights, the time is each one's dispatch and the wait
+        # for the one before, which is how a decode graph's operations run.
         small_ops = 64
-        per_op = _run(lib, backend, small_ops, _SMALL, 2, rows=1) / small_ops
+        per_op = _run(lib, backend, small_ops, _VECTOR, 2, chain="scale") / small_ops
+        norm_op = _run(lib, backend, 16, _VECTOR, 2, chain="norm") / 16
         weight = _ROWS * _ROWS // 256 * _Q4_K_BYTES_PER_256
         # Enough distinct weights to leave the caches (64 MiB), fewer on a slow device.
         one = _run(lib, backend, 1, _ROWS, 1)
         n_ops = max(1, min(8, int(budget_s / 3 / max(one, 1e-6))))
         big = _run(lib, backend, n_ops, _ROWS, 2)
         rate = n_ops * weight / max(big - n_ops * per_op, 1e-9)
-        return DeviceTiming(rate, per_op)
+        return DeviceTiming(rate, per_op, norm_op)
     finally:
         lib.ggml_backend_free(backend)
 
@@ -154,7 +168,8 @@ def time_gpus_in_subprocess(timeout: float = 60.0) -> dict[str, DeviceTiming]:
         data = json.loads(done.stdout) if done.returncode == 0 else {}
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return {}
-    return {name: DeviceTiming(float(t["rate"]), float(t["per_op"])) for name, t in data.items()}
+    return {name: DeviceTiming(float(t["rate"]), float(t["per_op"]), float(t.get("norm_op", 0.0)))
+            for name, t in data.items()}
 
 
 def main() -> int:

@@ -64,6 +64,9 @@ class ModelShape:
     # n_expert_used of n_expert of them).
     n_expert: int = 0
     layer_expert_bytes: tuple[int, ...] = ()
+    # RMS norms one token runs in the layers: one per norm weight, plus Gemma 4's unweighted
+    # value norm in each layer that computes its own KV (0: unknown).
+    n_norms: int = 0
 
     @property
     def weight_bytes(self) -> int:
@@ -101,6 +104,9 @@ class ModelShape:
             file_bytes=file_bytes or info.header_bytes + info.total_tensor_bytes,
             n_expert=info.expert_count,
             layer_expert_bytes=tuple(_expert_bytes(info)) if info.expert_count else (),
+            n_norms=sum(1 for t in info.tensors if t.layer is not None and t.name.endswith(
+                "norm.weight")) + (n_layer - info.shared_kv_layers
+                                   if info.architecture == "gemma4" else 0),
         )
 
     @classmethod
@@ -142,6 +148,9 @@ class ModelShape:
             layer_expert_bytes=(min(rest // n_layer, int(
                 3 * n_embd * int(hp.get("n_ff_expert", 0)) * n_expert * quant_bits / 8)),
             ) * n_layer if n_expert else (),
+            # Gemma 4: seven weighted norms a layer (with the per-layer input's), plus the value
+            # norm of each layer with its own KV.
+            n_norms=7 * n_layer + n_layer - int(hp.get("shared_kv_layers", 0)),
         )
 
 

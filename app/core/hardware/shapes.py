@@ -36,6 +36,8 @@ def _to_dict(shape: ModelShape) -> dict[str, Any]:
 def _from_dict(data: dict[str, Any]) -> ModelShape:
     kwargs: dict[str, Any] = {}
     for f in fields(ModelShape):
+        if f.name not in data:  # read by an older version: the field's default
+            continue
         value = data[f.name]
         kwargs[f.name] = tuple(value) if isinstance(value, list) else value
     return ModelShape(**kwargs)
