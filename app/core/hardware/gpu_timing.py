@@ -8,7 +8,7 @@ come out:
 - `per_op`: seconds each operation costs beyond its bytes (dispatch and synchronisation, which
   weigh on small models and on software devices such as lavapipe);
 - `norm_op`: seconds of one RMS norm, a workgroup-wide reduction. On most GPUs it costs what any
-  small operation does; on lavapipe, which runs a workgroup's barriers on CPU threads, about 7x
+  small operation does; on lavapipe, which runs a workgroup's barriers on CPU threads, about 10x
   a small product, and Gemma 4 runs about 8 norms per layer.
 
 It runs in the hardware probe's child process, since creating a device context holds memory for

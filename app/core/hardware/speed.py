@@ -332,7 +332,7 @@ def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layer
         dispatch = max((x.dispatch_s for x in speed.gpus), default=0.0)
         offloaded = g - (1 if g > n else 0)
         seconds += offloaded * GPU_OPS_PER_LAYER * dispatch
-        # Norms cost more than other small operations on some devices (lavapipe: 20x).
+        # Norms cost more than other small operations on some devices (lavapipe: about 10x).
         norm = max((x.norm_s for x in speed.gpus), default=0.0)
         if norm > dispatch:
             norms = shape.n_norms * offloaded / n + (1 if out_gpu else 0)
