@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +78,11 @@ def serve(options: ServeOptions) -> int:
 
     check_exposure(options.host, options.api_key)
     sock = _bind(options.host, options.port)  # before loading: a busy port fails fast
+    # uvicorn answers SIGTERM with a graceful shutdown, then raises the signal again for the
+    # handler it found. Python's default ends the process there, before the cleanup below, and
+    # the engine host would run on alone until it noticed. This handler unwinds instead.
+    previous = (signal.signal(signal.SIGTERM, _exit_on_sigterm)
+                if threading.current_thread() is threading.main_thread() else None)
     engine = ConnectionEngine(log_path=paths.log_dir() / "engine.log")
     try:
         info = engine.start(LoadModel(str(options.model), str(options.mmproj) if options.mmproj
@@ -95,7 +102,13 @@ def serve(options: ServeOptions) -> int:
         server.run(sockets=[sock])
     finally:
         sock.close()
-        engine.close()
+        engine.close()  # waits until the engine host is gone
         shutil.rmtree(paths.cache_dir() / "server-media", ignore_errors=True)  # clients' media
         sys.stdout.flush()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
