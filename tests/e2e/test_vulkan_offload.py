@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -29,7 +30,6 @@ import pytest
 from app.core.engine.blocking import BlockingEngine
 from app.core.engine.messages import LoadModel
 from app.core.hardware.gguf_info import read_gguf_path
-from app.core.hardware.gpu_timing import time_gpus_in_subprocess
 from app.core.hardware.memory import MIB, ModelShape, Options, estimate
 from app.core.hardware.speed import (
     GpuSpeed,
@@ -191,40 +191,39 @@ def test_moe_experts_of_the_first_layers_stay_on_the_host_and_buffers_match(
             assert report["buffers"]["CPU_Mapped"]["model"] >= moved
 
 
-def test_the_device_timing_op_measures_lavapipe(probes: dict[str, Any],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_device_timing_op_measures_lavapipe(probes: dict[str, Any]) -> None:
     """The timing op gives the planner measured device costs instead of an assumed bandwidth:
     lavapipe reads ~0.1 GB/s, three orders of magnitude below the 200 GB/s assumed for an
     unmeasured GPU, each operation waits ~0.1 ms for the one before, and a norm takes ~10x that
-    (Gemma 4 runs ~8 a layer). The app's own path (the timing child process) gives the figures;
-    the prediction built from them is checked against the decode measured in each model's
-    probe (the note's table)."""
-    monkeypatch.setenv("GGML_VK_VISIBLE_DEVICES", "0")
-    (timing,) = time_gpus_in_subprocess().values()
-    assert 1e6 < timing.rate < 20e9 and 0 < timing.per_op < timing.norm_op, timing
+    (Gemma 4 runs ~8 a layer). The app's own path (the timing child process) gives the figures,
+    run by each model's probe between its decodes; each round's prediction is checked against the
+    decode that followed it, and the median round must be within ±30% (the note's table)."""
     cpu_bw = measure_bandwidth(0.1)
     core_rate, core_flops = measure_core(0.05)
-    speed = MachineSpeed("test", cpu_bw, core_rate, core_flops, 2, (GpuSpeed(
-        "lavapipe", timing.rate, True, timing.per_op, timing.norm_op),))
     (limit,) = storage_buffer_ranges().values()
     for name, run in probes.items():
-        measured = run["all"][0]["speed"]
-        assert 1e6 < measured["rate"] < 20e9, measured  # the op in the model's own process
         shape = ModelShape.from_gguf(read_gguf_path(run["path"]))
         est = estimate(shape, N_CTX, shape.n_layer + 1, Options(flash_attn=True),
                        gpu_max_tensor=limit)
-        pred = predict(shape, speed, N_CTX, est.gpu_layers, threads=2, fill=16,
-                       output_on_gpu=est.output_on_gpu)
-        assert not pred.notes  # measured, not assumed
-        print(f"{name} on lavapipe: predicted {pred.decode_tok_s:.2f} tok/s, measured "
-              f"{measured['decode_tok_s']:.2f} tok/s (device: {timing.rate / 1e6:.0f} MB/s, "
-              f"{timing.per_op * 1e6:.0f} us an op, {timing.norm_op * 1e6:.0f} us a norm; "
-              f"{shape.n_norms} norms)")
-        # ±30% holds on an idle machine (270M -1%, Gemma 4 +11%), but the timing child and the
-        # probes run minutes apart, and under CI load the chained-operation cost has varied 3x
-        # (41-121 us): Gemma 4 came out +42% once. So this checks ±50% until device timing and
-        # decode are measured under the same load.
-        assert abs(pred.decode_tok_s / measured["decode_tok_s"] - 1) <= 0.50
+        ratios = []
+        for measured in run["all"][0]["speed"]:
+            assert 1e6 < measured["rate"] < 20e9, measured
+            assert 0 < measured["per_op"] < measured["norm_op"], measured
+            speed = MachineSpeed("test", cpu_bw, core_rate, core_flops, 2, (GpuSpeed(
+                "lavapipe", measured["rate"], True, measured["per_op"], measured["norm_op"],
+                measured["matvec_op"]),))
+            pred = predict(shape, speed, N_CTX, est.gpu_layers, threads=2, fill=16,
+                           output_on_gpu=est.output_on_gpu)
+            assert not pred.notes  # measured, not assumed
+            ratios.append(pred.decode_tok_s / measured["decode_tok_s"])
+            print(f"{name} on lavapipe: predicted {pred.decode_tok_s:.2f} tok/s, measured "
+                  f"{measured['decode_tok_s']:.2f} tok/s (device: {measured['rate'] / 1e6:.0f} "
+                  f"MB/s, {measured['per_op'] * 1e6:.0f} us an op, "
+                  f"{measured['norm_op'] * 1e6:.0f} us a norm, {measured['matvec_op'] * 1e6:.0f} us a "
+                  f"product; {shape.n_norms} norms, {shape.n_matmuls} products)")
+        ratio = statistics.median(ratios)
+        print(f"{name} on lavapipe: predicted/measured {ratio:.2f} (median of {len(ratios)})")
+        assert 0.7 <= ratio <= 1.3, (name, ratios)
 
 
 def test_chat_on_vulkan_auto_all_and_half_agrees_with_the_cpu(model_270m: Path) -> None:

@@ -9,7 +9,10 @@ come out:
   weigh on small models and on software devices such as lavapipe);
 - `norm_op`: seconds of one RMS norm, a workgroup-wide reduction. On most GPUs it costs what any
   small operation does; on lavapipe, which runs a workgroup's barriers on CPU threads, about 10x
-  a small product, and Gemma 4 runs about 8 norms per layer.
+  a small product, and Gemma 4 runs about 8 norms per layer;
+- `matvec_op`: seconds of one small matrix-vector product in a chain beyond reading its
+  weights. Its rows are reduced across a workgroup too: on lavapipe several times a chained
+  scale, and a layer runs 7 to 10 products.
 
 It runs in the hardware probe's child process, since creating a device context holds memory for
 the life of the process.
@@ -27,6 +30,7 @@ GGML_TYPE_Q4_K = 12
 _Q4_K_BYTES_PER_256 = 144
 _ROWS = 4096  # each weight: 4096 x 4096 Q4_K, 9 MiB (under every device's storage range)
 _VECTOR = 2048  # the activation vector of the chained-operation probes
+_SMALL = 256  # each weight of the chained products: one Q4_K block a row
 
 
 class _InitParams(ctypes.Structure):
@@ -39,6 +43,7 @@ class DeviceTiming:
     rate: float  # weight bytes per second in matrix-vector products
     per_op: float  # seconds per operation beyond reading its weights
     norm_op: float = 0.0  # seconds per RMS norm of one activation vector
+    matvec_op: float = 0.0  # seconds per small chained matrix-vector product
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -70,8 +75,9 @@ def _bind(lib: ctypes.CDLL) -> None:
 def _run(lib: ctypes.CDLL, backend: int, n_ops: int, size: int, repeats: int,
          chain: str = "") -> float:
     """Best seconds for one graph of `n_ops` products of distinct square Q4_K weights with one
-    vector of `size`; `chain` "scale" or "norm": instead a chain of `n_ops` such operations on
-    the vector, each waiting for the one before, as a decode graph's operations do."""
+    vector of `size`; `chain` "scale", "norm" or "matvec": instead a chain of `n_ops` such
+    operations on the vector, each waiting for the one before, as a decode graph's operations
+    do."""
     tensors = 3 * n_ops + 8
     ctx = lib.ggml_init(_InitParams(tensors * lib.ggml_tensor_overhead() + lib.ggml_graph_overhead(),
                                     None, True))
@@ -82,13 +88,16 @@ def _run(lib: ctypes.CDLL, backend: int, n_ops: int, size: int, repeats: int,
         graph = lib.ggml_new_graph(ctx)
         x = lib.ggml_new_tensor_2d(ctx, GGML_TYPE_F32, size, 1)
         for _ in range(n_ops):
-            if chain:
+            if chain in ("norm", "scale"):
                 x = (lib.ggml_rms_norm(ctx, x, 1e-6) if chain == "norm"
                      else lib.ggml_scale(ctx, x, 0.5))
                 lib.ggml_build_forward_expand(graph, x)
                 continue
             w = lib.ggml_new_tensor_2d(ctx, GGML_TYPE_Q4_K, size, size)
-            lib.ggml_build_forward_expand(graph, lib.ggml_mul_mat(ctx, w, x))
+            product = lib.ggml_mul_mat(ctx, w, x)
+            if chain:
+                x = product
+            lib.ggml_build_forward_expand(graph, product)
         buf = lib.ggml_backend_alloc_ctx_tensors(ctx, backend)
         if not buf:
             raise OSError("the device could not allocate the test weights")
@@ -120,13 +129,18 @@ def time_device(lib: ctypes.CDLL, device: int, budget_s: float = 0.5) -> DeviceT
         small_ops = 64
         per_op = _run(lib, backend, small_ops, _VECTOR, 2, chain="scale") / small_ops
         norm_op = _run(lib, backend, 16, _VECTOR, 2, chain="norm") / 16
+        matvec_op = _run(lib, backend, 16, _SMALL, 4, chain="matvec") / 16
         weight = _ROWS * _ROWS // 256 * _Q4_K_BYTES_PER_256
         # Enough distinct weights to leave the caches (64 MiB), fewer on a slow device.
         one = _run(lib, backend, 1, _ROWS, 1)
         n_ops = max(1, min(8, int(budget_s / 3 / max(one, 1e-6))))
         big = _run(lib, backend, n_ops, _ROWS, 2)
         rate = n_ops * weight / max(big - n_ops * per_op, 1e-9)
-        return DeviceTiming(rate, per_op, norm_op)
+        # A small product's fixed part: what its chain took beyond reading its weights.
+        small = _SMALL * _SMALL // 256 * _Q4_K_BYTES_PER_256
+        matvec_op = max(per_op, matvec_op - small / rate)
+        rate = n_ops * weight / max(big - n_ops * matvec_op, 1e-9)
+        return DeviceTiming(rate, per_op, norm_op, matvec_op)
     finally:
         lib.ggml_backend_free(backend)
 
@@ -168,7 +182,8 @@ def time_gpus_in_subprocess(timeout: float = 60.0) -> dict[str, DeviceTiming]:
         data = json.loads(done.stdout) if done.returncode == 0 else {}
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return {}
-    return {name: DeviceTiming(float(t["rate"]), float(t["per_op"]), float(t.get("norm_op", 0.0)))
+    return {name: DeviceTiming(float(t["rate"]), float(t["per_op"]), float(t.get("norm_op", 0.0)),
+                               float(t.get("matvec_op", 0.0)))
             for name, t in data.items()}
 
 

@@ -67,6 +67,8 @@ class ModelShape:
     # RMS norms one token runs in the layers: one per norm weight, plus Gemma 4's unweighted
     # value norm in each layer that computes its own KV (0: unknown).
     n_norms: int = 0
+    # Weight matrices a token multiplies in the layers (matrix-vector products; 0: unknown).
+    n_matmuls: int = 0
 
     @property
     def weight_bytes(self) -> int:
@@ -107,6 +109,8 @@ class ModelShape:
             n_norms=sum(1 for t in info.tensors if t.layer is not None and t.name.endswith(
                 "norm.weight")) + (n_layer - info.shared_kv_layers
                                    if info.architecture == "gemma4" else 0),
+            n_matmuls=sum(1 for t in info.tensors if t.layer is not None and len(t.shape) >= 2
+                          and t.name.endswith(".weight") and not t.name.endswith("norm.weight")),
         )
 
     @classmethod
@@ -151,6 +155,8 @@ class ModelShape:
             # Gemma 4: seven weighted norms a layer (with the per-layer input's), plus the value
             # norm of each layer with its own KV.
             n_norms=7 * n_layer + n_layer - int(hp.get("shared_kv_layers", 0)),
+            # Attention's four and the feed-forward's three, plus the per-layer input's two.
+            n_matmuls=(7 + (2 if hp.get("per_layer_embd") else 0)) * n_layer,
         )
 
 

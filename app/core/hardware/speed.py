@@ -41,7 +41,7 @@ GPU_BW_EFFICIENCY = 0.6
 GPU_OPS_PER_LAYER = 24
 # Typical conversation length the decode prediction assumes filled in the KV cache.
 TYPICAL_FILL = 2048
-_SCHEMA = 3  # 2: GPUs timed with a ggml operation; 3: and an RMS norm
+_SCHEMA = 4  # 2: GPUs timed with a ggml operation; 3: and an RMS norm; 4: and small products
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class GpuSpeed:
     measured: bool = False
     dispatch_s: float = 0.0  # measured seconds per graph operation beyond its bytes
     norm_s: float = 0.0  # measured seconds per RMS norm (a reduction; see gpu_timing)
+    matvec_s: float = 0.0  # measured seconds per small matrix-vector product (see gpu_timing)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class MachineSpeed:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MachineSpeed:
         gpus = tuple(GpuSpeed(str(g["name"]), float(g["bandwidth"]), bool(g["measured"]),
-                              float(g.get("dispatch_s", 0.0)), float(g.get("norm_s", 0.0)))
+                              float(g.get("dispatch_s", 0.0)), float(g.get("norm_s", 0.0)),
+                              float(g.get("matvec_s", 0.0)))
                      for g in d.get("gpus", []))
         return cls(str(d["signature"]), float(d["bandwidth"]), float(d["core_rate"]),
                    float(d["core_flops"]), int(d["cpu_threads"]), gpus,
@@ -158,7 +160,8 @@ def measure(gpus: tuple[tuple[str, str], ...] = (),
     rate, flops = measure_core()
     timed = time_gpus_in_subprocess() if gpus else {}
     gpu_speeds = tuple(
-        GpuSpeed(n, timed[n].rate, True, timed[n].per_op, timed[n].norm_op) if n in timed
+        GpuSpeed(n, timed[n].rate, True, timed[n].per_op, timed[n].norm_op, timed[n].matvec_op)
+        if n in timed
         else GpuSpeed(n, GPU_DEFAULT_BW.get(k, GPU_DEFAULT_BW["gpu"])) for n, k in gpus)
     return MachineSpeed(hardware_signature(tuple(n for n, _ in gpus)), bw, rate,
                         flops, cpu_threads or default_threads(), gpu_speeds, time.time())
@@ -332,11 +335,19 @@ def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layer
         dispatch = max((x.dispatch_s for x in speed.gpus), default=0.0)
         offloaded = g - (1 if g > n else 0)
         seconds += offloaded * GPU_OPS_PER_LAYER * dispatch
-        # Norms cost more than other small operations on some devices (lavapipe: about 10x).
+        # Norms cost more than other small operations on some devices (lavapipe: about 10x), and
+        # so does each layer's attention, whose softmax is a reduction too (lavapipe's profile:
+        # about half a norm).
         norm = max((x.norm_s for x in speed.gpus), default=0.0)
-        if norm > dispatch:
-            norms = shape.n_norms * offloaded / n + (1 if out_gpu else 0)
+        if norm > dispatch and shape.n_norms:
+            norms = (shape.n_norms + n / 2) * offloaded / n + (1 if out_gpu else 0)
             seconds += norms * (norm - dispatch)
+        # So do the matrix-vector products' row reductions (lavapipe: about 6x); a large product's
+        # time is its bytes at the measured rate, which was taken net of this fixed part.
+        matvec = max((x.matvec_s for x in speed.gpus), default=0.0)
+        if matvec > dispatch:
+            products = shape.n_matmuls * offloaded / n + (1 if out_gpu else 0)
+            seconds += products * (matvec - dispatch)
         if not measured:
             notes.append("GPU bandwidth assumed, not measured")
         if g <= n:
