@@ -342,7 +342,7 @@ def predict(shape: ModelShape, speed: MachineSpeed, n_ctx: int = 8192, gpu_layer
         if norm > dispatch and shape.n_norms:
             norms = (shape.n_norms + n / 2) * offloaded / n + (1 if out_gpu else 0)
             seconds += norms * (norm - dispatch)
-        # So do the matrix-vector products' row reductions (lavapipe: about 6x); a large product's
+        # So do the matrix-vector products' row reductions (lavapipe: 2-8x); a large product's
         # time is its bytes at the measured rate, which was taken net of this fixed part.
         matvec = max((x.matvec_s for x in speed.gpus), default=0.0)
         if matvec > dispatch:
