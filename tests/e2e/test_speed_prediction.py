@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -25,13 +26,15 @@ from tests.fixtures.gemma4 import synthetic_gemma4
 
 pytestmark = pytest.mark.slow
 
+Figures = TypeVar("Figures")
 
-def decode_windows(model: Path, between: Callable[[], object], windows: int = 24,
-                   tokens: int = 2, threads: int = 1) -> list[tuple[object, list[float]]]:
+
+def decode_windows(model: Path, between: Callable[[], Figures], windows: int = 24,
+                   tokens: int = 2, threads: int = 1) -> list[tuple[Figures, list[float]]]:
     """Single-token decode of real llama.cpp with the app's settings, in `windows` windows.
 
     Each window first calls `between` (the machine benchmark) and then decodes `tokens` tokens;
-    it gives what `between` returned and the median token's seconds. Times are CPU time of this
+    it gives what `between` returned and each token's seconds. Times are CPU time of this
     thread (one thread: ggml computes on the caller), so the time other processes held the core
     is left out; what they still change (the caches and the memory bus they share) changes both
     halves of a window alike.
@@ -52,7 +55,7 @@ def decode_windows(model: Path, between: Callable[[], object], windows: int = 24
     cp.n_threads = cp.n_threads_batch = threads
     cp.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
     ctx = lc.llama_init_from_model(mdl, cp)
-    out: list[tuple[object, list[float]]] = []
+    out: list[tuple[Figures, list[float]]] = []
     try:
         prompt = (lc.llama_token * 8)(2, *range(100, 107))
         assert lc.llama_decode(ctx, lc.llama_batch_get_one(prompt, 8)) == 0
@@ -85,7 +88,6 @@ def _check(model: Path) -> None:
     shape = ModelShape.from_gguf(read_gguf_path(model))
     ratios = []
     for speed, times in decode_windows(model, bench):
-        assert isinstance(speed, MachineSpeed)
         seconds = statistics.median(times)
         pred = predict(shape, speed, n_ctx=2048, gpu_layers=0, threads=1, fill=16).decode_tok_s
         ratios.append(pred * seconds)

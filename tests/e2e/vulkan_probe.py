@@ -52,6 +52,7 @@ def _decode_and_device_speed(engine: object, lc: object,
     runs on the CPU's threads, and under CI load its costs have varied 3x within minutes. Wall
     time; the best decode of each round and the timing child's own best figures."""
     import time
+    from dataclasses import asdict
 
     from app.core.hardware.gpu_timing import time_gpus_in_subprocess
 
@@ -70,8 +71,7 @@ def _decode_and_device_speed(engine: object, lc: object,
             lc.llama_get_logits_ith(engine.ctx, -1)  # type: ignore[attr-defined]
             decode.append(time.perf_counter() - t)
             assert rc == 0, rc
-        out.append({"decode_tok_s": 1.0 / min(decode), "rate": timing.rate,
-                    "per_op": timing.per_op, "norm_op": timing.norm_op, "matvec_op": timing.matvec_op})
+        out.append({"decode_tok_s": 1.0 / min(decode), **asdict(timing)})
     return out
 
 
