@@ -6,8 +6,8 @@
 Reference: llama.cpp's C API driven directly (llama_decode + a greedy sampler), in this process,
 with the app's settings (on the CPU: the batch-invariant kernels of the exact prompt cache);
 llama.cpp's defaults are measured beside it to show what those kernels cost.
-App: engine host process + pipe + EngineConnection's reader thread + thinking splitter + 30 ms
-batches + the Qt signal into the main thread, measured where the GUI receives the text: decode
+App: engine host process (its text in batches, see host.PIECE_MIN_TOKENS) + pipe read by the GUI
+thread + thinking splitter + the client's signal, measured where the GUI receives the text: decode
 speed is the tokens between the first and the last text the GUI thread received. Runs alternate.
 Per-token work outside llama.cpp is timed directly: the host's own time outside llama_decode and
 the sampler (reported in the stats), plus the CPU time the whole receiving process spent.

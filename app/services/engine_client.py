@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import signal as _signal
+import threading
 from dataclasses import asdict
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QSocketNotifier, Signal
 
 from app.core import paths
 from app.core.engine import backends
@@ -64,6 +65,8 @@ class EngineClient(QObject):
         self._loading = False
         self._retired: list[EngineConnection] = []  # hosts being ended, joined by wait_closed()
         self._remote: RemoteTransport | None = None  # the chat runs on a server instead of a host
+        self._watch: QSocketNotifier | None = None  # the running host's event pipe
+        self._gui_thread = threading.get_ident()
         self._sig_event.connect(self._on_connection_event)
 
     # ----- state ---------------------------------------------------------------------------
@@ -107,15 +110,39 @@ class EngineClient(QObject):
         """Start the host process (done lazily by load_model)."""
         if self._conn is not None and self._conn.alive():
             return
-        conn = EngineConnection(lambda ev: self._sig_event.emit(conn, ev), self._command,
-                                log_path=paths.log_dir() / "engine.log")
+
+        def deliver(event: ClientEvent) -> None:
+            if threading.get_ident() == self._gui_thread:
+                self._on_connection_event(conn, event)
+            else:  # the last events, read by the connection's thread after the host's end
+                self._sig_event.emit(conn, event)
+
+        conn = EngineConnection(deliver, self._command, log_path=paths.log_dir() / "engine.log")
         self._conn = conn
-        conn.start()
+        # The GUI thread reads the host's events itself: a host message then wakes one thread,
+        # not a reader thread and then the GUI thread (on a small machine each wake-up is CPU
+        # taken from llama.cpp). Reading never blocks: it happens when the pipe is readable,
+        # and the connection's own thread takes over for the host's end.
+        conn.start(reader=False)
+        self._watch = QSocketNotifier(conn.output_fd, QSocketNotifier.Type.Read, self)
+        self._watch.activated.connect(lambda *_: self._on_readable(conn))
+
+    def _on_readable(self, conn: EngineConnection) -> None:
+        if not conn.read_ready():
+            self._unwatch(conn)  # the connection's thread reads the rest
+
+    def _unwatch(self, conn: EngineConnection) -> None:
+        if conn is self._conn and self._watch is not None:
+            self._watch.setEnabled(False)
+            self._watch.deleteLater()
+            self._watch = None
 
     def shutdown(self) -> None:
         """End the host without blocking the GUI: it is asked to exit and reaped in the background."""
-        conn, self._conn = self._conn, None
+        conn = self._conn
         if conn is not None:
+            self._unwatch(conn)
+            self._conn = None
             conn.close()
             self._retired.append(conn)
         remote, self._remote = self._remote, None

@@ -1,9 +1,10 @@
-"""EngineClient (worker QThread + host process) with the real engine: signals, coalescing, stop, crash."""
+"""EngineClient (host process read by the GUI thread) with the real engine: signals, batches, stop, crash."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def test_generation_arrives_as_coalesced_deltas(qtbot, client, model_270m):
     assert {i for i, *_ in deltas} == {req_id}
     text = "".join(t for _, _, t, _ in deltas)
     assert text == reply.answer and text.strip()
-    # ~30 ms batches: far fewer signals than tokens once tokens come faster than 33/s.
+    # The host sends text in ~50 ms batches: fewer signals than tokens once tokens come faster
+    # than 20/s.
     assert len(deltas) <= reply.stats.completion_tokens
     assert not client.busy
 
@@ -77,6 +79,45 @@ def test_shutdown_does_not_block_the_gui_thread(qtbot, client, model_270m):
     assert time.monotonic() - t0 < 0.05  # the host is reaped in the background
     assert client.wait_closed(15)
     assert pid is not None and not Path(f"/proc/{pid}").exists()
+
+
+def _threads_named(name: str) -> int:
+    return sum(thread.name == name for thread in threading.enumerate())
+
+
+def test_the_gui_thread_reads_the_host_and_a_thread_takes_over_at_its_end(qtbot, client, model_270m):
+    # While the host runs, its events are read by the GUI thread (one wake-up per message);
+    # once it is asked to end, a reader thread delivers the last events and Exited.
+    _load(qtbot, client, model_270m)
+    with qtbot.waitSignal(client.sig_finished, timeout=60_000):
+        client.generate_raw("Once upon a time", {"temperature": 0.0, "max_tokens": 24})
+    while_running = _threads_named("engine-events")
+    pid = client.host_pid
+    client.shutdown()
+    assert client.wait_closed(15)
+    assert pid is not None and not Path(f"/proc/{pid}").exists()
+    assert _threads_named("engine-events") == while_running  # no reader thread while it ran
+
+
+def test_shutdown_from_a_finished_answer_inside_the_read(qtbot, client, model_270m):
+    # A listener that ends the host while the GUI thread is inside the read that delivered the
+    # answer's end (as a model switch right after an answer does): the rest of that read is still
+    # routed, a reader thread takes over, and the host is gone.
+    _load(qtbot, client, model_270m)
+    pid = client.host_pid
+    ended: list[str] = []
+
+    def on_finished(reply) -> None:
+        ended.append(reply.answer)
+        client.shutdown()
+
+    client.sig_finished.connect(on_finished)
+    with qtbot.waitSignal(client.sig_finished, timeout=60_000):
+        client.generate_raw("Once upon a time", {"temperature": 0.0, "max_tokens": 8})
+    assert ended and ended[0]
+    assert client.wait_closed(15)
+    assert pid is not None and not Path(f"/proc/{pid}").exists()
+    assert client.host_pid is None and not client.busy
 
 
 def test_killed_engine_emits_crash_and_restart_reloads(qtbot, client, model_270m):

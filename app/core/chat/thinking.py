@@ -42,12 +42,21 @@ _DONE: Final = "done"
 _TOOL_CALL: Final = "tool_call"
 
 
+# Every marker starts with "<", so only a tail from a "<" can be the start of one.
+assert all(m.startswith("<") for m in (*_ALL_MARKERS, *_IN_CALL_MARKERS))
+
+
 def _held_prefix_length(text: str, markers: tuple[str, ...] = _ALL_MARKERS) -> int:
     """Length of the longest tail of text that is a proper prefix of some marker."""
-    for size in range(min(len(text), _LONGEST - 1), 0, -1):
-        tail = text[-size:]
+    # Runs at every streamed piece: look only at the tails that start at a "<" (the earliest
+    # is the longest) instead of trying every length.
+    end = len(text)
+    at = text.find("<", max(0, end - (_LONGEST - 1)))
+    while at >= 0:
+        tail = text[at:]
         if any(marker.startswith(tail) for marker in markers):
-            return size
+            return end - at
+        at = text.find("<", at + 1)
     return 0
 
 

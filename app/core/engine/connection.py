@@ -2,14 +2,19 @@
 
 The window (through `services.engine_client`), the CLI, the API server and the benchmarks all talk
 to the engine through this class. Every request gets a fresh id; raw text of each generation is
-split into thinking and answer by its own `StreamAssembler`, and the text reaches the listener in
-~30 ms batches (`Deltas`) rather than once per token. A request may name a listener of its own
+split into thinking and answer by its own `StreamAssembler`, and what one read of the host's output
+brings reaches the listener as one `Deltas` (the host already sends an answer's text in ~50 ms
+batches, so this is not once per token). A request may name a listener of its own
 (the API server sharing the window's host): its events go there instead of to the connection's
 listener, and `Exited` reaches both. Events for ids this connection does not
 know (a request already finished or never made) are dropped, so nothing of a stopped answer can
 land in the next one.
 
-The listener runs on the reader thread; it must hand events over, not do slow work.
+The listener runs on the reader thread; it must hand events over, not do slow work. An owner with
+an event loop of its own (the window) may read instead: `start(reader=False)`, then `read_ready()`
+whenever `output_fd` is readable, so each host message wakes one thread instead of two; the
+listener then runs on the owner's thread, and after `close()` (or the host's end) a reader thread
+takes over to deliver the last events and `Exited`.
 """
 
 from __future__ import annotations
@@ -44,9 +49,6 @@ from app.core.engine.stream import StreamAssembler
 
 log = logging.getLogger(__name__)
 
-COALESCE_S = 0.03  # text reaches the listener in ~30 ms batches, not once per token
-
-
 @dataclass(frozen=True)
 class Deltas:
     """New text of generation `id`: (kind, text) pairs, kind "thinking" | "answer"."""
@@ -68,7 +70,7 @@ Listener = Callable[[ClientEvent], None]
 
 
 class EngineConnection:
-    """One engine host process and the thread that reads its events."""
+    """One engine host process and the thread (or the owner's event loop) that reads its events."""
 
     def __init__(self, listener: Listener, command: list[str] | None = None,
                  log_path: Path | None = None) -> None:
@@ -81,13 +83,29 @@ class EngineConnection:
         self._routes: dict[int, Listener] = {}  # requests whose events go to a listener of their own
         self._reader: threading.Thread | None = None
         self._reaper: threading.Thread | None = None
+        self._owner_reads = False  # start(reader=False): read_ready() until a thread takes over
+        self._in_read = False  # inside read_ready(): a close() there hands over once it returns
 
     # ----- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, reader: bool = True) -> None:
+        """Start the host; with reader=False the caller reads through `read_ready()`."""
         self._host.start()
-        self._reader = threading.Thread(target=self._read, name="engine-events", daemon=True)
+        self._owner_reads = not reader
+        if reader:
+            self._start_reader()
+
+    def _start_reader(self, work: Callable[[], None] | None = None) -> None:
+        """A thread reads from here on (or, with `work`, only does that: the end of reading)."""
+        self._owner_reads = False
+        self._reader = threading.Thread(target=self._read, args=(work or self._pump,),
+                                        name="engine-events", daemon=True)
         self._reader.start()
+
+    @property
+    def output_fd(self) -> int:
+        """The host's event pipe, for an owner that reads (`start(reader=False)`)."""
+        return self._host.output_fd()
 
     @property
     def pid(self) -> int | None:
@@ -104,8 +122,12 @@ class EngineConnection:
         return self._host.stderr_tail(n)
 
     def close(self) -> None:
-        """End the host without waiting: its reaper and this reader finish in the background."""
+        """End the host without waiting: its reaper and this reader finish in the background.
+
+        An owner that reads stops watching `output_fd` first: a thread reads from here on."""
         self._reaper = self._host.stop_in_background()
+        if self._owner_reads and not self._in_read:
+            self._start_reader()
 
     def join(self, timeout: float = 15.0) -> bool:
         """Wait until the host is gone and the reader has delivered `Exited`; True if it did."""
@@ -180,11 +202,39 @@ class EngineConnection:
         with self._lock:
             return list(self._streams)
 
+    # ----- reading --------------------------------------------------------------------------
+
+    def read_ready(self) -> bool:
+        """Read what the host wrote (`output_fd` is readable) and hand it on; False once the owner
+        must stop watching: the output ended or was closed, and a thread finishes the reading."""
+        if not self._owner_reads:
+            return False
+        try:
+            events = self._host.read_now()
+        except (ProtocolError, OSError, ValueError) as exc:
+            log.error("engine stream broken: %s", exc)
+            events = None
+        if events is None:
+            # The end (waiting for the process, Exited) never blocks the owner: a thread does it.
+            self._start_reader(self._end_of_output)
+            return False
+        self._in_read = True
+        try:
+            for event in events:
+                self._route(event)
+            self._flush()
+        finally:
+            self._in_read = False
+        if self._reaper is not None:  # closed by a listener while this read was handed on
+            self._start_reader()
+            return False
+        return True
+
     # ----- the reader thread ---------------------------------------------------------------
 
-    def _read(self) -> None:
+    def _read(self, work: Callable[[], None]) -> None:
         try:
-            self._pump()
+            work()
         except Exception as exc:  # noqa: BLE001 - any failure here must still end in Exited
             log.exception("engine event reader failed")
             self._host.request_exit()
@@ -192,65 +242,61 @@ class EngineConnection:
             self._emit(Exited(-1, f"{exc}\n{self._host.stderr_tail()}".strip()))
 
     def _pump(self) -> None:
-        # The first text after a pause goes out at once (time to first token); later text waits
-        # for the next 30 ms mark.
-        last_flush = 0.0
+        # The host batches an answer's text (see host.PIECE_WINDOW_S), so each read's text is
+        # handed on at once: one wake-up of this thread and one of the listener's per host
+        # message, which on a small machine is CPU taken from llama.cpp.
         while True:
-            pending = self._has_pending()
-            # Nothing held back: sleep until the host writes (no wake-ups while a slow answer
-            # streams, which on a small machine would take CPU from llama.cpp).
-            wait = max(0.0, last_flush + COALESCE_S - time.monotonic()) if pending else None
             try:
-                events = self._host.read_events(wait)
+                events = self._host.read_events(None)
             except (ProtocolError, OSError, ValueError) as exc:
                 log.error("engine stream broken: %s", exc)
                 events = None
             if events is None:
-                self._flush()
-                self._host.reap()
-                with self._lock:
-                    self._streams.clear()
-                    self._others.clear()
-                self._emit(Exited(self._host.returncode() or 0, self._host.stderr_tail()))
+                self._end_of_output()
                 return
             for event in events:
-                if self._route(event) and self._flush():
-                    last_flush = time.monotonic()
-            now = time.monotonic()
-            if now - last_flush >= COALESCE_S and self._flush():
-                last_flush = now
+                self._route(event)
+            self._flush()
 
-    def _route(self, event: Event) -> bool:
-        """Feed or deliver one event; True when it ended a request (its text was flushed)."""
+    def _end_of_output(self) -> None:
+        self._flush()
+        self._host.reap()
+        with self._lock:
+            self._streams.clear()
+            self._others.clear()
+        self._emit(Exited(self._host.returncode() or 0, self._host.stderr_tail()))
+
+    def _route(self, event: Event) -> None:
+        """Feed one event's text to its stream, or deliver the event (a request's end flushes
+        its text first)."""
         if isinstance(event, Piece):
             with self._lock:
                 stream = self._streams.get(event.id)
             if stream is not None:
                 stream.feed(event.text)
-            return False
+            return
         if isinstance(event, (Done, Failed)) and event.id is not None:
             with self._lock:
                 stream = self._streams.get(event.id)
                 known = stream is not None or event.id in self._others
                 self._others.discard(event.id)
             if not known:
-                return False  # an answer to a request this connection no longer waits for
+                return  # an answer to a request this connection no longer waits for
             if stream is not None:
                 stream.finish()
                 self._flush_one(event.id, stream)
                 with self._lock:
                     del self._streams[event.id]
             self._emit(event, last=True)
-            return True
+            return
         if isinstance(event, (TokenCount, TokenList)):
             with self._lock:
                 known = event.id in self._others
                 self._others.discard(event.id)
             if known:
                 self._emit(event, last=True)
-            return False
+            return
         self._emit(event)
-        return False
 
     def _emit(self, event: ClientEvent, last: bool = False) -> None:
         """To the request's own listener if it named one, else to the connection's; `last` ends
@@ -267,21 +313,14 @@ class EngineConnection:
                         ) if req_id is not None else None
         (listener or self._listener)(event)
 
-    def _has_pending(self) -> bool:
-        with self._lock:
-            return any(s.has_pending() for s in self._streams.values())
-
-    def _flush(self) -> bool:
-        """Deliver the text that arrived since the last batch; False when there was none."""
+    def _flush(self) -> None:
+        """Deliver the text that arrived since the last read."""
         with self._lock:
             streams = list(self._streams.items())
-        sent = False
         for req_id, stream in streams:
-            sent = self._flush_one(req_id, stream) or sent
-        return sent
+            self._flush_one(req_id, stream)
 
-    def _flush_one(self, req_id: int, stream: StreamAssembler) -> bool:
+    def _flush_one(self, req_id: int, stream: StreamAssembler) -> None:
         batch = stream.take()
         if batch:
             self._emit(Deltas(req_id, batch))
-        return bool(batch)

@@ -163,12 +163,20 @@ class HostProcess:
     def read_events(self, timeout: float | None) -> list[Event] | None:
         """Events that arrive within `timeout` seconds (None: until some do; [] if none); None once
         the host's output ended."""
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+        fd = self.output_fd()
         ready, _, _ = select.select([fd], [], [], timeout)
         if not ready:
             return []
-        chunk = os.read(fd, 1 << 16)
+        return self.read_now()
+
+    def output_fd(self) -> int:
+        assert self.proc is not None and self.proc.stdout is not None
+        return self.proc.stdout.fileno()
+
+    def read_now(self) -> list[Event] | None:
+        """The events of one read of the output (it must be readable, or this blocks); None once
+        the host's output ended."""
+        chunk = os.read(self.output_fd(), 1 << 16)
         if not chunk:
             if not self._frames.at_boundary():
                 raise ProtocolError("engine host output ended inside a message")

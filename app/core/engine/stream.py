@@ -8,7 +8,7 @@ from app.core.chat.thinking import ThinkingSplitter
 class StreamAssembler:
     """Feeds pieces through the splitter; `take()` hands out what arrived since the last take.
 
-    Consecutive pieces of the same kind are merged, so a 30 ms batch is usually one or two deltas.
+    Consecutive pieces of the same kind are merged, so one host message is usually one or two deltas.
     """
 
     def __init__(self) -> None:
@@ -30,9 +30,6 @@ class StreamAssembler:
     def finish(self) -> None:
         """End of generation: whatever the splitter held back is released."""
         self._add(self._splitter.flush())
-
-    def has_pending(self) -> bool:
-        return bool(self._pending)
 
     def take(self) -> list[tuple[str, str]]:
         pending, self._pending = self._pending, []
