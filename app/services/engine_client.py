@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import signal as _signal
-import threading
 from dataclasses import asdict
 from typing import Any
 
@@ -66,7 +65,6 @@ class EngineClient(QObject):
         self._retired: list[EngineConnection] = []  # hosts being ended, joined by wait_closed()
         self._remote: RemoteTransport | None = None  # the chat runs on a server instead of a host
         self._watch: QSocketNotifier | None = None  # the running host's event pipe
-        self._gui_thread = threading.get_ident()
         self._sig_event.connect(self._on_connection_event)
 
     # ----- state ---------------------------------------------------------------------------
@@ -110,14 +108,10 @@ class EngineClient(QObject):
         """Start the host process (done lazily by load_model)."""
         if self._conn is not None and self._conn.alive():
             return
-
-        def deliver(event: ClientEvent) -> None:
-            if threading.get_ident() == self._gui_thread:
-                self._on_connection_event(conn, event)
-            else:  # the last events, read by the connection's thread after the host's end
-                self._sig_event.emit(conn, event)
-
-        conn = EngineConnection(deliver, self._command, log_path=paths.log_dir() / "engine.log")
+        # Emitted from the GUI thread (its reads) the signal is a direct call; from the
+        # connection's thread (the last events after the host's end) it is queued.
+        conn = EngineConnection(lambda ev: self._sig_event.emit(conn, ev), self._command,
+                                log_path=paths.log_dir() / "engine.log")
         self._conn = conn
         # The GUI thread reads the host's events itself: a host message then wakes one thread,
         # not a reader thread and then the GUI thread (on a small machine each wake-up is CPU

@@ -14,47 +14,36 @@ from app.core.engine.records import GenerationStats
 from app.core.engine.vocab import Vocabulary
 
 END_OF_TURN_TEXTS = ("<turn|>", "<end_of_turn>")
-_utf8_decode = codecs.utf_8_decode
 
 
 class TokenEmitter:
-    """One answer's sampled tokens -> text pieces, with its time-to-first-token and decode rate.
-
-    `take` runs between two llama_decode calls, which evict the interpreter from the CPU caches,
-    so each step of it costs far more than it would in a tight loop: it does the least it can
-    (a dict lookup for the token's bytes, one C call to decode them).
-    """
+    """One answer's sampled tokens -> text pieces, with its time-to-first-token and decode rate."""
 
     def __init__(self, engine: Vocabulary, on_piece: Callable[[str], None], stats: GenerationStats,
                  t0: float) -> None:
         self._engine = engine
-        self._pieces = engine._answer_pieces  # the cache that answer_piece fills
         self._on_piece = on_piece
         self._stats = stats
         self._t0 = t0
         self._t_first = 0.0
-        self._undecoded = b""  # the start of a character split over tokens
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def take(self, token: int, n: int) -> bool:
         """Answer token number n; False when it ends the answer (end of generation or of turn)."""
-        pieces = self._pieces
-        piece = pieces[token] if token in pieces else self._engine.answer_piece(token)
+        piece = self._engine.answer_piece(token)
         if piece is None:
             return False
-        if self._undecoded:
-            piece = self._undecoded + piece
-        text, used = _utf8_decode(piece, "replace", False)
-        self._undecoded = piece[used:]
+        text = self._decoder.decode(piece)
         if text in END_OF_TURN_TEXTS:
             return False
         if text:
             self._on_piece(text)
         t_last = time.perf_counter()
         stats = self._stats
-        stats.completion_tokens = n + 1
         if n == 0:
             self._t_first = t_last
             stats.ttft_ms = (t_last - self._t0) * 1000.0
-        elif t_last > self._t_first:
-            stats.decode_tok_s = n / (t_last - self._t_first)
+        stats.completion_tokens = n + 1
+        if n > 0:
+            stats.decode_tok_s = n / (t_last - self._t_first) if t_last > self._t_first else 0.0
         return True
