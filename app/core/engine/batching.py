@@ -151,6 +151,7 @@ class SlotRun:
         self.stats.finish_reason = reason
         self.stats.stopped = reason == "stopped"
         if not self.done:
+            self.emit.finish(self.n)
             lc.llama_sampler_free(self.sampler)
         self.done = True
         self.slot.engine.close_stats(self.stats, len(self.slot._tokens))

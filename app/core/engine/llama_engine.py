@@ -100,6 +100,7 @@ class LlamaEngine(PromptCache, Vocabulary):
         self._no_abort_cb = lc.ggml_abort_callback()
         self._piece_buf = ctypes.create_string_buffer(64)
         self._answer_pieces = {}
+        self.answer_texts = {}
 
     # ----- loading -------------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class LlamaEngine(PromptCache, Vocabulary):
         self.model = model
         self.vocab = lc.llama_model_get_vocab(model)
         self._answer_pieces = {}
+        self.answer_texts = {}
         n_ctx_train = lc.llama_model_n_ctx_train(model)
         if n_ctx <= 0:
             n_ctx = n_ctx_train
@@ -376,26 +378,34 @@ class LlamaEngine(PromptCache, Vocabulary):
         # This thread's CPU time: the work itself, not the moments another process held the core.
         clock = time.thread_time
         outside = 0.0
-        for n in range(params.max_tokens):
-            if self.stop_event.is_set():
-                raise Stopped
-            token = lc.llama_sampler_sample(sampler, self.ctx, idx)
-            t_sampled = clock()
-            if not emit.take(token, n):
-                return
-            if len(self._tokens) + 1 >= n_ctx:
-                stats.finish_reason = "context"
-                return
-            token_at[0] = token
-            pos_at[0] = len(self._tokens)
-            outside += clock() - t_sampled
-            stats.overhead_us = outside / (n + 1) * 1e6
-            rc = lc.llama_decode(self.ctx, batch)
-            if rc == 2:
-                raise Stopped
-            if rc != 0:
-                raise EngineError("internal", f"llama.cpp stopped decoding (code {rc}).")
-            self._tokens.append(token)
-            idx = 0
-        stats.finish_reason = "length"
+        steps = 0
+        start = len(self._tokens)
+        try:
+            for n in range(params.max_tokens):
+                if self.stop_event.is_set():
+                    raise Stopped
+                token = lc.llama_sampler_sample(sampler, self.ctx, idx)
+                t_sampled = clock()
+                if not emit.take(token, n):
+                    return
+                if len(self._tokens) + 1 >= n_ctx:
+                    stats.finish_reason = "context"
+                    return
+                token_at[0] = token
+                pos_at[0] = len(self._tokens)
+                outside += clock() - t_sampled
+                steps = n + 1
+                rc = lc.llama_decode(self.ctx, batch)
+                if rc == 2:
+                    raise Stopped
+                if rc != 0:
+                    raise EngineError("internal", f"llama.cpp stopped decoding (code {rc}).")
+                self._tokens.append(token)
+                idx = 0
+            stats.finish_reason = "length"
+        finally:
+            # Figures worked out once, not at every token.
+            if steps:
+                stats.overhead_us = outside / steps * 1e6
+            emit.finish(len(self._tokens) - start)
 

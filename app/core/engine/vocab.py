@@ -18,6 +18,9 @@ class Vocabulary:
     # dict lookup instead of two ctypes calls per token, which after a llama_decode has evicted
     # the interpreter from the CPU caches cost ~20 us together. Cleared when a model loads.
     _answer_pieces: dict[int, bytes | None]
+    # The text of each generated token that is whole UTF-8 on its own (no end-of-turn marker),
+    # filled by the token emitter (emitter.TokenEmitter). Cleared when a model loads.
+    answer_texts: dict[int, str]
 
     def answer_piece(self, token: int) -> bytes | None:
         """The bytes a generated token adds to the answer (markers spelled); None at end of generation."""
