@@ -53,13 +53,14 @@ from app.core.engine.records import EngineError, GenerationStats
 # (time to first token); after that a message waits until PIECE_WINDOW_S has passed and it holds
 # PIECE_MIN_TOKENS tokens, or until PIECE_MAX_HOLD_S has passed, whichever comes first. Each
 # message wakes the receiving process, which shares the CPU with llama.cpp's threads: measured on
-# a 2-core virtual machine, a message costs about 0.1 ms in the host (the write) and 0.3-0.4 ms
-# in the window (the wake-up, reading, routing, the signal to the chat), so a message per token
-# or two would cost a CPU decode more than the per-token budget of 0.15 ms. A 35 tok/s CPU
-# answer so moves about 9 times a second, 4 tokens at a time; a 150 tok/s GPU answer 20 times a
-# second, 7 tokens at a time; one slower than 8 tok/s a token at a time.
+# a 2-core virtual machine, a message costs about 0.1 ms in the host (the write) and 0.35 ms in
+# the window (most of it the wake-up itself, after a llama_decode has evicted it from the CPU
+# caches; trimming the routing code saved nothing measurable), so a message per token or two
+# would cost a CPU decode more than the per-token budget of 0.15 ms. A 35-45 tok/s CPU answer so
+# moves 7-9 times a second, 5 tokens (a few words) at a time; a 150 tok/s GPU answer 20 times a
+# second, 8 tokens at a time; one slower than 8 tok/s a token at a time.
 PIECE_WINDOW_S = 0.05
-PIECE_MIN_TOKENS = 4
+PIECE_MIN_TOKENS = 5
 PIECE_MAX_HOLD_S = 0.125
 
 
