@@ -4,6 +4,8 @@ Runs inside the engine host process. We drive llama.cpp's own C loop (batch, dec
 chain) instead of `llama_cpp.Llama` so that the hot path is the same as raw llama.cpp, a stop
 flag is honoured between tokens and inside prompt processing, and the KV cache of the shared
 prompt prefix is reused across turns, with SWA checkpoints so sliding-window models reuse it too.
+A little over 400 lines: loading (with its failure explanations) and the token loop share the
+context's state; the vocabulary and the prompt cache are already mixins of their own.
 """
 
 from __future__ import annotations
@@ -99,8 +101,7 @@ class LlamaEngine(PromptCache, Vocabulary):
         self._abort_cb = lc.ggml_abort_callback(lambda _data: self.stop_event.is_set())
         self._no_abort_cb = lc.ggml_abort_callback()
         self._piece_buf = ctypes.create_string_buffer(64)
-        self._answer_pieces = {}
-        self.answer_texts = {}
+        self.forget_pieces()
 
     # ----- loading -------------------------------------------------------------------------
 
@@ -157,8 +158,7 @@ class LlamaEngine(PromptCache, Vocabulary):
             raise EngineError("load", explain_load_failure(path, llama_log.recent_errors()))
         self.model = model
         self.vocab = lc.llama_model_get_vocab(model)
-        self._answer_pieces = {}
-        self.answer_texts = {}
+        self.forget_pieces()
         n_ctx_train = lc.llama_model_n_ctx_train(model)
         if n_ctx <= 0:
             n_ctx = n_ctx_train

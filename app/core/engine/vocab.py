@@ -22,6 +22,11 @@ class Vocabulary:
     # filled by the token emitter (emitter.TokenEmitter). Cleared when a model loads.
     answer_texts: dict[int, str]
 
+    def forget_pieces(self) -> None:
+        """Empty both caches of generated tokens' output (a model loads: its tokens differ)."""
+        self._answer_pieces = {}
+        self.answer_texts = {}
+
     def answer_piece(self, token: int) -> bytes | None:
         """The bytes a generated token adds to the answer (markers spelled); None at end of generation."""
         pieces = self._answer_pieces
